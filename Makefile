@@ -1,0 +1,46 @@
+# Two commands on a fresh clone: `make run` (the main job on local sample data) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-ui ui bench lint format clean node-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Node tools for tests (Azurite, the Azure Storage emulator), installed into node_modules/.
+node_modules/.bin/azurite-blob: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-deps: node_modules/.bin/azurite-blob
+
+run: $(STAMP)
+	$(BIN)/biodiv main
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint node-deps
+	$(BIN)/pytest -q
+
+test-ui: $(STAMP)
+	$(BIN)/pytest -q -m ui
+
+ui: $(STAMP)
+	$(BIN)/biodiv ui
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf .biodiv

@@ -1,0 +1,33 @@
+"""Write a folder so that readers see all of it or none of it.
+
+Files go to a hidden temporary sibling that is renamed into place when the block succeeds;
+on any error the temporary folder is removed and the final path never appears.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        # An empty folder made by a job runner (AzureML mounts outputs) or an earlier attempt.
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FileExistsError(f"Output folder {final} already exists and is not empty; choose a new output path.")
+    os.replace(tmp, final)
