@@ -1,0 +1,152 @@
+"""`registered_model` and `batch_deployment`: register each partition's model, gate it, deploy it.
+
+Both read upstream materialization metadata from the instance (model URI from deployable_model, ROC-AUC
+from scores) and talk to the registry and endpoints only through the `deployment_backend` resource.
+"""
+
+import dagster as dg
+
+from biodiv_core import naming
+from biodiv_core.errors import NotFoundError
+from biodiv_dagster.correlation import CORRELATION_TAG, correlation_id_from_tags
+from biodiv_dagster.deployment import gate
+from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, latest_record, matching_record, metadata_values, require
+from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+
+GROUP = "biodiv"
+
+
+class QualityGate(dg.ConfigurableResource):
+    """Deploy a new version only if its test ROC-AUC >= auc_floor and >= deployed ROC-AUC - auc_tolerance."""
+
+    auc_floor: float = gate.DEFAULT_AUC_FLOOR
+    auc_tolerance: float = gate.DEFAULT_AUC_TOLERANCE
+
+
+def _correlation_id(context: dg.AssetExecutionContext, upstream: object) -> str:
+    """The run's correlation id tag (set by the sensor), else the upstream event's, else the backfill/run id."""
+    if context.run.tags.get(CORRELATION_TAG) or not upstream:
+        return correlation_id_from_tags(context.run.tags, context.run.run_id)
+    return str(upstream)
+
+
+def _display_names(instance: dg.DagsterInstance, partition: str) -> tuple[str, str]:
+    """Site and species as the user wrote them (prepared_data metadata), else the partition slugs."""
+    site_slug, species_slug = split_partition_key(partition)
+    try:
+        metadata = metadata_values(latest_record(instance, "prepared_data", partition).asset_materialization)
+    except NotFoundError:  # prepared_data not materialized here (e.g. reported runless): slugs are good names too
+        metadata = {}
+    return str(metadata.get("site") or site_slug), str(metadata.get("species") or species_slug)
+
+
+@dg.asset(
+    partitions_def=site_species_partitions,
+    deps=["deployable_model", "scores"],
+    group_name=GROUP,
+    kinds={"mlflow", "python"},
+    owners=["team:mlops"],
+    description="The partition's trained model registered in the model registry (a new version per training run), "
+    "tagged with its test ROC-AUC, correlation id and partition.",
+)
+def registered_model(context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend) -> dg.MaterializeResult:
+    partition = context.partition_key
+    instance = context.instance
+    storage_id = context.run.tags.get(STORAGE_ID_TAG)
+    model_record = latest_record(instance, "deployable_model", partition, int(storage_id) if storage_id else None)
+    model_meta = metadata_values(model_record.asset_materialization)
+    model_uri = str(model_meta.get("model_uri") or require(model_meta, "model_path", "deployable_model", partition))
+    correlation_id = _correlation_id(context, model_meta.get("correlation_id"))
+    scores_meta = metadata_values(
+        matching_record(instance, "scores", partition, model_meta.get("correlation_id")).asset_materialization
+    )
+    roc_auc = float(require(scores_meta, "roc_auc", "scores", partition))
+
+    site, species = _display_names(instance, partition)
+    name = naming.model_name(site, species)
+    version = deployment_backend.register(
+        model_uri,
+        name,
+        tags={
+            "roc_auc": roc_auc,
+            "accuracy": scores_meta.get("accuracy"),
+            "correlation_id": correlation_id,
+            "partition": str(partition),
+            "site": site,
+            "species": species,
+            "mlflow_run_id": model_meta.get("mlflow_run_id"),
+            "dagster_run_id": context.run.run_id,
+        },
+    )
+    context.log.info(f"[{correlation_id}] registered {name} version {version} from {model_uri} (ROC-AUC {roc_auc:.4f})")
+    metadata = {
+        "model_name": name,
+        "registered_version": version,
+        "registry_model_uri": f"models:/{name}/{version}",
+        "model_uri": model_uri,
+        "roc_auc": roc_auc,
+        "correlation_id": correlation_id,
+        "deployable_model_storage_id": model_record.storage_id,
+    }
+    if model_meta.get("mlflow_run_uri"):
+        metadata["mlflow_run"] = dg.MetadataValue.url(str(model_meta["mlflow_run_uri"]))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=site_species_partitions,
+    deps=[registered_model],
+    group_name=GROUP,
+    kinds={"python"},
+    owners=["team:mlops"],
+    description="The partition's batch endpoint and the model version it serves. A quality gate decides whether "
+    "the newly registered version replaces the deployed one; the decision and its reason are in the metadata.",
+)
+def batch_deployment(
+    context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, quality_gate: QualityGate
+) -> dg.MaterializeResult:
+    partition = context.partition_key
+    registered = metadata_values(latest_record(context.instance, "registered_model", partition).asset_materialization)
+    name = str(require(registered, "model_name", "registered_model", partition))
+    candidate = str(require(registered, "registered_version", "registered_model", partition))
+    roc_auc = registered.get("roc_auc")
+    correlation_id = _correlation_id(context, registered.get("correlation_id"))
+
+    current = deployment_backend.deployed_version(name)
+    decision = gate.decide(
+        float(roc_auc) if roc_auc is not None else None,
+        current.roc_auc if current else None,
+        has_deployed=current is not None,
+        floor=quality_gate.auc_floor,
+        tolerance=quality_gate.auc_tolerance,
+    )
+    site, species = _display_names(context.instance, partition)
+    endpoint_name = naming.endpoint_name(site, species)
+    metadata: dict[str, object] = {
+        "model_name": name,
+        "candidate_version": candidate,
+        "deployed": decision.deploy,
+        "decision": "deployed" if decision.deploy else "kept previous",
+        "reason": decision.reason,
+        "endpoint_name": endpoint_name,
+        "correlation_id": correlation_id,
+    }
+    if current is not None:
+        metadata["previous_version"] = current.version
+    if decision.deploy:
+        endpoint = deployment_backend.deploy(name, candidate, endpoint_name, site, species)
+        metadata["deployed_version"] = endpoint.version
+        metadata["endpoint_location"] = endpoint.location
+    elif current is not None:
+        metadata["deployed_version"] = current.version
+    context.log.info(f"[{correlation_id}] {name} v{candidate}: {decision.reason}")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+register_and_deploy_job = dg.define_asset_job(
+    "register_and_deploy_job",
+    selection=dg.AssetSelection.assets(registered_model, batch_deployment),
+    partitions_def=site_species_partitions,
+    description="Register a partition's newest deployable model and deploy it if it passes the quality gate.",
+)

@@ -1,0 +1,111 @@
+"""Local deployment backend: the MLflow model registry on the local store and a JSON record per batch endpoint.
+
+The deployed version is the registry alias ``deployed``; the endpoint record
+``<endpoints_dir>/<endpoint_name>.json`` says which model version the local batch endpoint serves, and is
+what `biodiv batch-score` and the UI metadata point at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from pathlib import Path
+
+from biodiv_core import settings
+from biodiv_core.errors import NotFoundError
+from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeployedVersion, EndpointInfo
+
+
+def build(resource) -> LocalBackend:
+    return LocalBackend(tracking_uri=resource.tracking_uri, endpoints_dir=resource.endpoints_dir)
+
+
+def _parse_auc(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    """Readers see the old record or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class LocalBackend:
+    def __init__(self, tracking_uri: str | None = None, endpoints_dir: str | None = None):
+        self.tracking_uri = tracking_uri or settings.mlflow_tracking_uri()
+        self.endpoints_dir = Path(endpoints_dir) if endpoints_dir else settings.endpoints_dir()
+
+    def _client(self):
+        from mlflow import MlflowClient  # heavy import, only when a backend method runs
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self._client()
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        # Same model folder registered before (a retried run): reuse that version instead of adding a copy.
+        for existing in client.search_model_versions(f"name = '{name}'"):
+            if existing.source == model_uri:
+                return str(existing.version)
+        version = client.create_model_version(name, source=model_uri, tags=tags)
+        return str(version.version)
+
+    def deployed_version(self, name: str) -> DeployedVersion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self._client().get_model_version_by_alias(name, DEPLOYED_ALIAS)
+        except MlflowException as exc:
+            # Unknown model, or a model without the alias: nothing deployed yet.
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        return DeployedVersion(version=str(version.version), roc_auc=_parse_auc(version.tags.get("roc_auc")))
+
+    def deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
+        client = self._client()
+        model_version = client.get_model_version(name, version)
+        client.set_registered_model_alias(name, DEPLOYED_ALIAS, version)
+        record_path = self.endpoints_dir / f"{endpoint_name}.json"
+        write_json_atomically(
+            record_path,
+            {
+                "endpoint_name": endpoint_name,
+                "model_name": name,
+                "version": version,
+                "model_uri": f"models:/{name}/{version}",
+                "model_source": model_version.source,
+                "site": site,
+                "species": species,
+                "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+        )
+        return EndpointInfo(endpoint_name=endpoint_name, model_name=name, version=version, location=str(record_path))
+
+    def model_location(self, name: str, version: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            source = self._client().get_model_version(name, version).source
+        except MlflowException as exc:
+            raise NotFoundError(
+                f"Model {name!r} version {version} is not in the registry at {self.tracking_uri}: "
+                "register and deploy it first (biodiv run or the register_and_deploy_job)."
+            ) from exc
+        return source

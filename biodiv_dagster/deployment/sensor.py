@@ -1,0 +1,64 @@
+"""Registration sensor: one register-and-deploy run per `deployable_model` materialization, per partition.
+
+Not an ``@asset_sensor``: that reads only the newest event per tick and skips partitions materialized
+between ticks. This walks every event after the cursor (a storage id) in order; run keys make a
+re-evaluation from an old cursor request nothing twice.
+"""
+
+import dagster as dg
+
+from biodiv_dagster.deployment.assets import register_and_deploy_job
+from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, metadata_values
+
+WATCHED_ASSET = dg.AssetKey("deployable_model")
+BATCH_LIMIT = 100
+
+
+def run_key(partition: str, storage_id: int) -> str:
+    return f"register-{partition}-{storage_id}"
+
+
+def registration_run_requests(
+    instance: dg.DagsterInstance, cursor: str | None, limit: int = BATCH_LIMIT
+) -> tuple[list[dg.RunRequest], str | None]:
+    """Run requests for the deployable_model events after ``cursor``, and the cursor to store next.
+
+    Also what `biodiv run`/`main` call to register without a running daemon.
+    """
+    after = int(cursor) if cursor else None
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=WATCHED_ASSET, after_storage_id=after), limit=limit, ascending=True
+    ).records
+    requests = []
+    for record in records:
+        partition = record.partition_key
+        if not partition:
+            continue  # an unpartitioned report cannot name a partition to register
+        metadata = metadata_values(record.asset_materialization)
+        run = instance.get_run_by_id(record.run_id) if record.run_id else None
+        correlation_id = metadata.get("correlation_id") or (run.tags.get("correlation_id") if run else None)
+        requests.append(
+            dg.RunRequest(
+                run_key=run_key(partition, record.storage_id),
+                partition_key=partition,
+                tags={
+                    "correlation_id": str(correlation_id or record.run_id or run_key(partition, record.storage_id)),
+                    STORAGE_ID_TAG: str(record.storage_id),
+                },
+            )
+        )
+    new_cursor = str(records[-1].storage_id) if records else cursor
+    return requests, new_cursor
+
+
+@dg.sensor(
+    job=register_and_deploy_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Registers (and, past the quality gate, deploys) every new deployable_model materialization.",
+)
+def registration_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    requests, cursor = registration_run_requests(context.instance, context.cursor)
+    if requests:
+        context.log.info(f"requesting registration of {len(requests)} model(s): {[r.partition_key for r in requests]}")
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -1,0 +1,63 @@
+"""Read what upstream assets reported for a partition: materialization metadata from the Dagster instance.
+
+Downstream code never guesses file paths (docs/contracts.md): the launcher's metadata says where things are.
+"""
+
+import dagster as dg
+
+from biodiv_core.errors import NotFoundError
+
+# Run tag set by the registration sensor: the deployable_model event the run was requested for.
+STORAGE_ID_TAG = "biodiv/deployable_model_storage_id"
+
+
+def metadata_values(event: dg.AssetMaterialization) -> dict[str, object]:
+    """Plain Python values of an event's metadata (MetadataValue wrappers unwrapped)."""
+    return {key: getattr(value, "value", value) for key, value in (event.metadata or {}).items()}
+
+
+def latest_record(
+    instance: dg.DagsterInstance, asset: str, partition: str, storage_id: int | None = None
+) -> dg.EventLogRecord:
+    """The newest materialization of ``asset`` for ``partition`` (or exactly the one at ``storage_id``)."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(asset),
+        asset_partitions=[str(partition)],
+        storage_ids=[storage_id] if storage_id is not None else None,
+    )
+    records = instance.fetch_materializations(records_filter, limit=1).records
+    if not records:
+        which = f"with storage id {storage_id}" if storage_id is not None else "yet"
+        raise NotFoundError(
+            f"Asset {asset!r} has no materialization for partition {partition!r} {which}: "
+            f"materialize {asset} for that partition first."
+        )
+    return records[0]
+
+
+def matching_record(
+    instance: dg.DagsterInstance, asset: str, partition: str, correlation_id: str | None, window: int = 20
+) -> dg.EventLogRecord:
+    """The newest materialization of ``asset`` for ``partition`` from the same correlation id, else the newest.
+
+    Pairs a model with the scores computed in the same training run even if another run scored later.
+    """
+    records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)])
+    records = instance.fetch_materializations(records_filter, limit=window).records
+    if not records:
+        return latest_record(instance, asset, partition)  # raises the clear "not materialized" error
+    if correlation_id:
+        for record in records:
+            if metadata_values(record.asset_materialization).get("correlation_id") == correlation_id:
+                return record
+    return records[0]
+
+
+def require(metadata: dict[str, object], key: str, asset: str, partition: str) -> object:
+    value = metadata.get(key)
+    if value is None or value == "":
+        raise NotFoundError(
+            f"The {asset} materialization of partition {partition!r} has no {key!r} metadata "
+            f"(it has {sorted(metadata)}): re-materialize {asset} with a step that reports it."
+        )
+    return value
