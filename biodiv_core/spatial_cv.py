@@ -134,7 +134,7 @@ def make_folds(
     y: Sequence[int] | np.ndarray | pd.Series,
     strategy: str = "random",
     n_folds: int = 5,
-    block_size_km: float = 50.0,
+    block_size_km: float = 20.0,
     seed: int = 0,
 ) -> list[Fold]:
     """Split rows of ``frame`` / ``y`` into ``n_folds`` (train_idx, test_idx) position arrays.
