@@ -1,0 +1,112 @@
+"""What every step entry point shares: argparse basics, logging with the correlation id, exit codes.
+
+Exit codes: 0 success; 2 a `BiodivError` (bad data/config/names: the message, no traceback, goes to
+stderr, to the Pipes log and to ``$BIODIV_STEP_ERROR_FILE`` so the launcher can put it in the
+Dagster failure); 1 anything else (a bug: the traceback is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from azureml_steps import reporting
+
+logger = logging.getLogger("azureml_steps")
+
+# Set by the launcher: where a failing step writes {"type", "message"} for the Dagster failure.
+ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"
+CORRELATION_ENV = "BIODIV_CORRELATION_ID"
+
+
+def parser(step: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m azureml_steps.{step}", description=description)
+    p.add_argument(
+        "--correlation-id",
+        default=None,
+        help=f"id shared by every step of a run (default: ${CORRELATION_ENV} or a new one)",
+    )
+    return p
+
+
+def resolve_correlation_id(value: str | None) -> str:
+    return value or os.environ.get(CORRELATION_ENV) or f"local-{uuid.uuid4().hex[:12]}"
+
+
+class _CorrelationFilter(logging.Filter):
+    def __init__(self, correlation_id: str) -> None:
+        super().__init__()
+        self.correlation_id = correlation_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = self.correlation_id
+        return True
+
+
+def configure_logging(correlation_id: str, level: int = logging.INFO) -> None:
+    """Log lines on stderr, each carrying the correlation id (also for biodiv_core's loggers)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_CorrelationFilter(correlation_id))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [correlation_id=%(correlation_id)s] %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_biodiv_step", False)]:
+        root.removeHandler(old)
+    handler._biodiv_step = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter (MLflow, alembic, hyperopt) stays at WARNING.
+    for noisy in ("mlflow", "alembic", "hyperopt", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _write_error_file(exc: BaseException, user_error: bool) -> None:
+    target = os.environ.get(ERROR_FILE_ENV)
+    if not target:
+        return
+    try:
+        Path(target).write_text(json.dumps({"type": type(exc).__name__, "message": str(exc), "user_error": user_error}))
+    except OSError:
+        pass  # the message is on stderr anyway
+
+
+def run_step(step: str, main: Callable[..., Any], kwargs: dict[str, Any]) -> int:
+    """Call ``main(**kwargs)`` inside the reporting session and turn errors into exit codes."""
+    from biodiv_core.errors import BiodivError
+
+    kwargs = dict(kwargs)
+    kwargs["correlation_id"] = resolve_correlation_id(kwargs.get("correlation_id"))
+    configure_logging(kwargs["correlation_id"])
+    logger.info("step %s starting", step)
+    code = 0
+    with reporting.session():
+        try:
+            main(**kwargs)
+        except BiodivError as exc:
+            code = 2
+            logger.debug("step %s failed", step, exc_info=True)
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            reporting.log_error(f"step {step} failed: {exc}")
+            _write_error_file(exc, user_error=True)
+        except Exception as exc:
+            code = 1
+            traceback.print_exc()
+            reporting.log_error(f"step {step} failed with an unexpected {type(exc).__name__}: {exc}")
+            _write_error_file(exc, user_error=False)
+    if code == 0:
+        logger.info("step %s done", step)
+    return code
+
+
+def cli(step: str, build: Callable[[], argparse.ArgumentParser], main: Callable[..., Any], argv: Sequence[str]) -> int:
+    args = build().parse_args(argv)
+    return run_step(step, main, vars(args))

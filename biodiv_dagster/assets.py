@@ -1,0 +1,314 @@
+"""Training assets per site x species partition, each materialized by a step through the step launcher.
+
+prepared_data -> best_parameters + train_test_split (one train step) -> scores
+             \\-> deployable_model (prepared data + best parameters, as the seed's train_to_deploy)
+
+An asset finds its inputs in the *metadata* (``path``) of the upstream materialization of the same
+partition, never by recomputing paths: the launcher decides where outputs live (local folder or
+AzureML datastore URI), and a reader never sees a half-written folder.
+"""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+
+from biodiv_core import settings
+from biodiv_core.errors import BiodivError
+from biodiv_core.naming import features_asset_name, species_asset_name
+from biodiv_dagster.config import TrainingConfig
+from biodiv_dagster.correlation import correlation_id
+from biodiv_dagster.data_versions import data_version_string
+from biodiv_dagster.launcher import StepLauncher, StepSpec
+from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+from biodiv_dagster.sync import resolve_names
+
+GROUP = "biodiv"
+OWNERS = ["team:biodiv"]
+PARAMS_CONFIG_FILE = "lgbm_params.yml"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def partition_names(context: dg.AssetExecutionContext) -> tuple[str, str, str, str]:
+    """(site slug, species slug, site name, species name) of the partition being materialized."""
+    site_slug, species_slug = split_partition_key(context.partition_key)
+    site, species = resolve_names(site_slug, species_slug)
+    return site_slug, species_slug, site, species
+
+
+def upstream_metadata(context: dg.AssetExecutionContext, asset: str) -> Mapping[str, dg.MetadataValue]:
+    """Metadata of the latest materialization of ``asset`` for this partition; Failure if there is none."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(context.partition_key)]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        raise dg.Failure(
+            description=f"{asset} has not been materialized for partition {context.partition_key}: "
+            f"materialize {asset} for this partition first (or select it in the same run).",
+            allow_retries=False,
+        )
+    return records[0].asset_materialization.metadata
+
+
+def upstream_path(context: dg.AssetExecutionContext, asset: str) -> str:
+    metadata = upstream_metadata(context, asset)
+    if "path" not in metadata:
+        raise dg.Failure(description=f"The latest {asset} materialization of {context.partition_key} has no 'path'.")
+    return str(metadata["path"].value)
+
+
+def _value(metadata: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    value = metadata.get(key)
+    if value is None:
+        return default
+    return value.value if isinstance(value, dg.MetadataValue) else value
+
+
+def _with(result: dg.MaterializeResult, extra: Mapping[str, Any], checks=(), data_version=None) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        asset_key=result.asset_key,
+        metadata={**(result.metadata or {}), **extra},
+        check_results=[*(result.check_results or []), *checks],
+        data_version=data_version or result.data_version,
+        tags=result.tags,
+    )
+
+
+def _common(context: dg.AssetExecutionContext, site: str, species: str, cid: str) -> dict[str, Any]:
+    return {
+        "site": dg.MetadataValue.text(site),
+        "species": dg.MetadataValue.text(species),
+        "partition": dg.MetadataValue.text(str(context.partition_key)),
+        "correlation_id": dg.MetadataValue.text(cid),
+    }
+
+
+def _mlflow_links(result: dg.MaterializeResult) -> dict[str, Any]:
+    """A clickable MLflow run link when the tracking server is a web server; else where the store is."""
+    run_id = _value(result.metadata or {}, "mlflow_run_id")
+    uri = settings.mlflow_tracking_uri()
+    if not run_id:
+        return {}
+    if uri.startswith(("http://", "https://")):
+        return {"mlflow_run": dg.MetadataValue.url(f"{uri.rstrip('/')}/#/runs/{run_id}")}
+    return {"mlflow_tracking_uri": dg.MetadataValue.text(uri)}
+
+
+def _run(launcher: StepLauncher, context: dg.AssetExecutionContext, spec: StepSpec) -> list[dg.MaterializeResult]:
+    try:
+        return launcher.launch(context, spec)
+    except BiodivError as exc:  # bad config/data found before the step ran: no traceback in the UI
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+# --- assets ------------------------------------------------------------------------------------
+
+
+@dg.asset(
+    partitions_def=site_species_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"python", "parquet"},
+    description="Features and PRESENT/ABSENT targets of one species at one site, joined on gbifid (step `prep`).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "enough_rows_per_class",
+            asset="prepared_data",
+            blocking=True,
+            description="Each class has at least n_folds rows, so every CV fold sees both classes.",
+        ),
+        dg.AssetCheckSpec(
+            "no_duplicate_ids", asset="prepared_data", blocking=True, description="No gbifid appears twice."
+        ),
+    ],
+)
+def prepared_data(
+    context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
+) -> dg.MaterializeResult:
+    site_slug, species_slug, site, species = partition_names(context)
+    cid = correlation_id(context)
+    try:
+        features, features_version = step_launcher.data_input(features_asset_name(site_slug))
+        gold, species_version = step_launcher.data_input(species_asset_name(site_slug))
+    except BiodivError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    versions = {features_asset_name(site_slug): features_version, species_asset_name(site_slug): species_version}
+    spec = StepSpec(
+        step="prep",
+        inputs={"features": features, "species-dir": gold},
+        outputs={"output": step_launcher.output_location("prepared_data", site_slug, species_slug, context.run_id)},
+        params={"species": species},
+        asset_keys={"output": "prepared_data"},
+        correlation_id=cid,
+    )
+    [result] = _run(step_launcher, context, spec)
+    metadata = result.metadata or {}
+    n_present, n_absent = int(_value(metadata, "n_present", 0)), int(_value(metadata, "n_absent", 0))
+    duplicates = int(_value(metadata, "duplicate_ids", 0))
+    checks = [
+        dg.AssetCheckResult(
+            check_name="enough_rows_per_class",
+            passed=min(n_present, n_absent) >= config.n_folds,
+            metadata={"n_present": n_present, "n_absent": n_absent, "n_folds": config.n_folds},
+            description=f"smallest class has {min(n_present, n_absent)} rows; {config.n_folds} folds need "
+            f"at least {config.n_folds}",
+        ),
+        dg.AssetCheckResult(
+            check_name="no_duplicate_ids", passed=duplicates == 0, metadata={"duplicate_ids": duplicates}
+        ),
+    ]
+    extra = {
+        **_common(context, site, species, cid),
+        "input_data_versions": dg.MetadataValue.json(versions),
+        "features_input": dg.MetadataValue.path(features),
+        "species_input": dg.MetadataValue.path(gold),
+    }
+    return _with(result, extra, checks, data_version=dg.DataVersion(data_version_string(versions)))
+
+
+@dg.multi_asset(
+    name="best_parameters_and_split",
+    partitions_def=site_species_partitions,
+    specs=[
+        dg.AssetSpec(
+            "best_parameters",
+            deps=["prepared_data"],
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"python", "lightgbm", "hyperopt"},
+            description="LightGBM parameters with the best k-fold CV ROC-AUC (hyperopt TPE), and the trial history.",
+        ),
+        dg.AssetSpec(
+            "train_test_split",
+            deps=["prepared_data"],
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"python", "parquet"},
+            description="Stratified, seeded train/test split of the prepared data (x/y train/test parquet).",
+        ),
+    ],
+    can_subset=False,
+)
+def best_parameters_and_split(
+    context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
+) -> Iterator[dg.MaterializeResult]:
+    site_slug, species_slug, site, species = partition_names(context)
+    cid = correlation_id(context)
+    config.checked()
+    params_config = settings.config_dir() / PARAMS_CONFIG_FILE
+    spec = StepSpec(
+        step="train",
+        inputs={"prepared": upstream_path(context, "prepared_data"), "params-config": str(params_config)},
+        outputs={
+            "best-parameters": step_launcher.output_location(
+                "best_parameters", site_slug, species_slug, context.run_id
+            ),
+            "split": step_launcher.output_location("train_test_split", site_slug, species_slug, context.run_id),
+        },
+        params={
+            "n-folds": config.n_folds,
+            "max-evals": config.max_evals,
+            "seed": config.seed,
+            "num-threads": config.threads(),
+        },
+        asset_keys={"best-parameters": "best_parameters", "split": "train_test_split"},
+        correlation_id=cid,
+    )
+    run_settings = {
+        "max_evals": dg.MetadataValue.int(config.max_evals),
+        "n_folds": dg.MetadataValue.int(config.n_folds),
+        "seed": dg.MetadataValue.int(config.seed),
+        "num_threads": dg.MetadataValue.int(config.threads()),
+    }
+    for result in _run(step_launcher, context, spec):
+        yield _with(result, {**_common(context, site, species, cid), **run_settings, **_mlflow_links(result)})
+
+
+@dg.asset(
+    partitions_def=site_species_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"python", "lightgbm", "mlflow"},
+    deps=["best_parameters", "train_test_split"],
+    description="Held-out ROC-AUC, accuracy, per-class report and confusion matrix of the tuned model (step `score`).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "roc_auc_above_floor",
+            asset="scores",
+            description="Held-out ROC-AUC is at least the configured floor (config/run.yml auc_floor).",
+        )
+    ],
+)
+def scores(
+    context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
+) -> dg.MaterializeResult:
+    site_slug, species_slug, site, species = partition_names(context)
+    cid = correlation_id(context)
+    spec = StepSpec(
+        step="score",
+        inputs={
+            "best-parameters": upstream_path(context, "best_parameters"),
+            "split": upstream_path(context, "train_test_split"),
+        },
+        outputs={"output": step_launcher.output_location("scores", site_slug, species_slug, context.run_id)},
+        params={"num-threads": config.threads()},
+        asset_keys={"output": "scores"},
+        correlation_id=cid,
+    )
+    [result] = _run(step_launcher, context, spec)
+    roc_auc = _value(result.metadata or {}, "roc_auc")
+    check = dg.AssetCheckResult(
+        check_name="roc_auc_above_floor",
+        passed=roc_auc is not None and float(roc_auc) >= config.auc_floor,
+        metadata={"roc_auc": float(roc_auc) if roc_auc is not None else -1.0, "auc_floor": config.auc_floor},
+        description=f"ROC-AUC {roc_auc} vs floor {config.auc_floor}",
+    )
+    return _with(result, {**_common(context, site, species, cid), **_mlflow_links(result)}, [check])
+
+
+@dg.asset(
+    partitions_def=site_species_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"python", "lightgbm", "mlflow"},
+    deps=["prepared_data", "best_parameters"],
+    description="MLflow model `lgbm_gbif_model` fit on all prepared data with the best parameters "
+    "(step `train_to_deploy`); registered and deployed by the registration sensor.",
+)
+def deployable_model(
+    context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
+) -> dg.MaterializeResult:
+    site_slug, species_slug, site, species = partition_names(context)
+    cid = correlation_id(context)
+    spec = StepSpec(
+        step="train_to_deploy",
+        inputs={
+            "prepared": upstream_path(context, "prepared_data"),
+            "best-parameters": upstream_path(context, "best_parameters"),
+        },
+        outputs={"output": step_launcher.output_location("deployable_model", site_slug, species_slug, context.run_id)},
+        params={"num-threads": config.threads()},
+        asset_keys={"output": "deployable_model"},
+        correlation_id=cid,
+    )
+    [result] = _run(step_launcher, context, spec)
+    extra = {**_common(context, site, species, cid), **_mlflow_links(result)}
+    model_path = _value(result.metadata or {}, "model_path")
+    if model_path:
+        # The step saw its own (maybe mounted) folder; the URI must name the canonical location.
+        extra["model_uri"] = dg.MetadataValue.text(model_uri_of(str(model_path)))
+    return _with(result, extra)
+
+
+def model_uri_of(model_path: str) -> str:
+    """MLflow-loadable URI of a model folder: ``file://`` for local paths, datastore URIs unchanged."""
+    from pathlib import Path
+
+    return model_path if "://" in model_path else Path(model_path).resolve().as_uri()
+
+
+training_assets = [prepared_data, best_parameters_and_split, scores, deployable_model]
+TRAINING_ASSET_KEYS = ("prepared_data", "best_parameters", "train_test_split", "scores", "deployable_model")

@@ -1,0 +1,240 @@
+"""`biodiv sync | run | main | ui`: the Dagster platform from the command line (no daemon needed but for `ui`).
+
+(`biodiv batch-score` lives in cli/deploy.py, registered as its own module in cli/__init__.py.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    sync = subparsers.add_parser(
+        "sync",
+        help="Add site x species partitions from config/*.csv and the data store (never deletes).",
+    )
+    _data_root_option(sync)
+    sync.set_defaults(handler=cmd_sync)
+
+    run = subparsers.add_parser(
+        "run",
+        help="Train, score, register and deploy one site x species partition through Dagster.",
+        description="Materialize prepared_data -> best_parameters/train_test_split -> scores -> deployable_model "
+        "for SITE x SPECIES through Dagster (same definitions and step launcher as the UI), then register the "
+        "model and deploy it if it passes the quality gate. No daemon needed.",
+    )
+    run.add_argument("--site", required=True, help="site name, e.g. yellowstone")
+    run.add_argument("--species", required=True, help='species name, e.g. "Cygnus buccinator"')
+    _data_root_option(run)
+    _training_options(run)
+    run.add_argument("--json", action="store_true", help="print one JSON object with the outcome")
+    run.set_defaults(handler=cmd_run)
+
+    main = subparsers.add_parser(
+        "main",
+        help="The main job: sample data if none, sync, train+deploy every partition, print a table (`make run`).",
+    )
+    _training_options(main, default_max_evals=10)
+    main.add_argument("--rows", type=int, default=4000, help="points per site of generated sample data")
+    main.set_defaults(handler=cmd_main)
+
+    ui = subparsers.add_parser("ui", help="Start the Dagster UI and daemon (dagster dev) on the local state.")
+    ui.add_argument("--port", default="3000", help="webserver port (default 3000)")
+    ui.set_defaults(handler=cmd_ui)
+
+
+def _data_root_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, help="data store root (default: $BIODIV_DATA_ROOT or sample data)")
+
+
+def _training_options(parser: argparse.ArgumentParser, default_max_evals: int | None = None) -> None:
+    parser.add_argument(
+        "--max-evals",
+        type=int,
+        default=default_max_evals,
+        help="hyperopt evaluations (default: config/run.yml)" if default_max_evals is None else None,
+    )
+    parser.add_argument("--folds", type=int, default=None, help="CV folds (default: config/run.yml)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: config/run.yml)")
+    parser.add_argument("--num-threads", type=int, default=None, help="LightGBM threads per step (default: CPU budget)")
+
+
+def _use_data_root(value: str | None) -> None:
+    # Steps and sync read BIODIV_DATA_ROOT through biodiv_core.settings; set it for this process and its steps.
+    if value:
+        from pathlib import Path
+
+        os.environ["BIODIV_DATA_ROOT"] = str(Path(value).expanduser().resolve())
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from biodiv_dagster.instance import get_instance
+    from biodiv_dagster.sync import sync_partitions
+
+    _use_data_root(args.data_root)
+    result = sync_partitions(get_instance())
+    print(
+        f"sites:   {', '.join(result.plan.sites.values()) or 'none'} (new: {', '.join(result.added_sites) or 'none'})"
+    )
+    print(
+        f"species: {', '.join(result.plan.species.values()) or 'none'} "
+        f"(new: {', '.join(result.added_species) or 'none'})"
+    )
+    for reason in result.plan.skipped:
+        print(f"skipped {reason}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from biodiv_dagster.instance import get_instance
+    from biodiv_dagster.runner import run_partition
+
+    _use_data_root(args.data_root)
+    _quiet_dagster_logs(logging)
+    outcome = run_partition(
+        get_instance(),
+        args.site,
+        args.species,
+        max_evals=args.max_evals,
+        n_folds=args.folds,
+        seed=args.seed,
+        num_threads=args.num_threads,
+    )
+    summary = outcome.summary
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(
+            f"{outcome.partition}: {summary['rows']} rows, ROC-AUC {summary['roc_auc']:.4f}, "
+            f"accuracy {summary['accuracy']:.4f}, registered v{summary['registered_version']}, "
+            f"{'deployed' if summary['deployed'] else 'not deployed'} to {summary['endpoint']} "
+            f"(correlation id {summary['correlation_id']})"
+        )
+    return 0
+
+
+def _quiet_dagster_logs(logging) -> None:
+    # In-process runs print every Dagster event to stderr; keep the terminal to warnings and our output.
+    os.environ.setdefault("DAGSTER_CLI_LOG_LEVEL", "WARNING")
+    for name in ("dagster", "dagster.builtin"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def ensure_sample_data(rows: int) -> str | None:
+    """Generate sample data into settings.data_root() when BIODIV_DATA_ROOT is unset and the store is empty."""
+    from biodiv_core import datastore, settings
+    from biodiv_core.generate import generate_datastore
+    from biodiv_dagster.sync import read_name_column
+
+    if os.environ.get("BIODIV_DATA_ROOT"):
+        return None
+    root = settings.data_root()
+    if datastore.list_assets(root):
+        return None
+    sites = read_name_column(settings.config_dir() / "sites.csv", "site")
+    species = read_name_column(settings.config_dir() / "candidate_species.csv", "species")
+    generate_datastore(root, sites=sites, species=species, rows=rows, seed=0)
+    return str(root)
+
+
+def cmd_main(args: argparse.Namespace) -> int:
+    import logging
+
+    from biodiv_core import settings
+    from biodiv_dagster.instance import get_instance
+    from biodiv_dagster.partitions import partition_key
+    from biodiv_dagster.runner import latest_storage_id, partition_summary, register_new_models, train_partition
+    from biodiv_dagster.sync import sync_partitions
+
+    _quiet_dagster_logs(logging)
+    started = time.monotonic()
+    generated = ensure_sample_data(args.rows)
+    if generated:
+        print(f"generated sample data in {generated}")
+    instance = get_instance()
+    synced = sync_partitions(instance)
+    for reason in synced.plan.skipped:
+        print(f"skipped {reason}")
+    pairs = [
+        (site_slug, site, species_slug, species)
+        for site_slug, site in synced.plan.sites.items()
+        for species_slug, species in synced.plan.species.items()
+    ]
+    if not pairs:
+        print("error: no partition to train: check config/sites.csv, config/candidate_species.csv and the data store")
+        return 2
+    before = latest_storage_id(instance, "deployable_model")
+    failures = []
+    for _site_slug, site, _species_slug, species in pairs:
+        t0 = time.monotonic()
+        print(f"training {site} x {species} ...", flush=True)
+        try:
+            train_partition(
+                instance,
+                site,
+                species,
+                max_evals=args.max_evals,
+                n_folds=args.folds,
+                seed=args.seed,
+                num_threads=args.num_threads,
+            )
+        except Exception as exc:  # one bad partition must not stop the others; reported below
+            failures.append(f"{site} x {species}: {exc}")
+            print(f"  failed: {exc}", flush=True)
+            continue
+        print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
+    keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
+    register_new_models(instance, before, partitions=keys)
+
+    rows = [partition_summary(instance, str(partition_key(a, b))) for a, _, b, _ in pairs]
+    print()
+    print(_table(rows))
+    print()
+    print(f"Dagster state:  {instance.root_directory}  (open it with `make ui`)")
+    print(f"MLflow store:   {settings.mlflow_tracking_uri()}")
+    print(f"Step outputs:   {settings.storage_root()}")
+    print(f"Endpoints:      {settings.endpoints_dir()}")
+    print(f"Data store:     {settings.data_root()}")
+    print(f"Wall time:      {time.monotonic() - started:.0f}s")
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _table(rows: list[dict]) -> str:
+    header = ["partition", "rows", "ROC-AUC", "deployed version", "endpoint"]
+    body = [
+        [
+            r["partition"],
+            str(r["rows"] if r["rows"] is not None else "-"),
+            f"{r['roc_auc']:.4f}" if isinstance(r["roc_auc"], int | float) else "-",
+            str(r["deployed_version"] or "-"),
+            str(r["endpoint"] or "-"),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from biodiv_core.settings import REPO_ROOT
+    from biodiv_dagster.instance import ensure_dagster_home
+
+    home = ensure_dagster_home()
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home}); Ctrl-C stops it.", flush=True)
+    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", "workspace.yaml"]
+    try:
+        return subprocess.call(command, cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)})
+    except KeyboardInterrupt:
+        return 0

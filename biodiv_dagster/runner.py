@@ -1,0 +1,212 @@
+"""Materialize partitions through Dagster in this process (no daemon) and register/deploy the results.
+
+What `biodiv run` and `biodiv main` do: the same definitions, launcher and instance as the UI, so
+every run, materialization and asset check they make is there to look at in `biodiv ui` afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from biodiv_core import settings
+from biodiv_core.errors import BiodivError
+from biodiv_dagster.correlation import CORRELATION_TAG, new_correlation_id
+from biodiv_dagster.partitions import partition_key
+
+TRAIN_JOB = "train_models"
+REGISTER_JOB = "register_and_deploy_job"
+
+
+class RunFailedError(BiodivError):
+    """A Dagster run of ours failed; the message is the failing step's own error."""
+
+
+@dataclass
+class PartitionOutcome:
+    site: str
+    species: str
+    partition: str
+    correlation_id: str
+    run_id: str
+    summary: dict[str, Any]
+
+
+def _defs():
+    from biodiv_dagster.definitions import defs
+
+    return defs
+
+
+def check_inputs(site: str, species: str, data_root=None) -> None:
+    """Fail fast, before any run or partition exists, on names or data that cannot work (clear BiodivError)."""
+    from biodiv_core import datastore
+    from biodiv_core.naming import features_asset_name, validate_name
+
+    validate_name(site, "site")
+    validate_name(species, "species")
+    root = data_root or settings.data_root()
+    datastore.resolve_version(root, features_asset_name(site))
+    datastore.species_file(root, site, species)
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first step failure's message (for a step, its own error text), or the run failure."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            # A user-code error wraps the real one: show the innermost cause (e.g. the dg.Failure text).
+            while error.cause is not None and "Error occurred while executing" in error.message:
+                error = error.cause
+            user_message = event.step_failure_data.user_failure_data
+            text = user_message.description if user_message and user_message.description else error.message
+            return f"{event.step_key}: {text.strip()}"
+    for event in result.all_events:
+        if event.is_failure and event.message:
+            return event.message
+    return f"run {result.run_id} failed"
+
+
+def train_partition(
+    instance: dg.DagsterInstance,
+    site: str,
+    species: str,
+    *,
+    max_evals: int | None = None,
+    n_folds: int | None = None,
+    seed: int | None = None,
+    num_threads: int | None = None,
+    correlation_id: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Add the (site, species) partition and materialize its training assets; RunFailedError on failure."""
+    from biodiv_dagster.config import training_run_config
+    from biodiv_dagster.sync import add_partition
+
+    site_slug, species_slug = add_partition(instance, site, species)
+    key = str(partition_key(site_slug, species_slug))
+    result = (
+        _defs()
+        .get_job_def(TRAIN_JOB)
+        .execute_in_process(
+            instance=instance,
+            partition_key=key,
+            run_config=training_run_config(max_evals=max_evals, n_folds=n_folds, seed=seed, num_threads=num_threads),
+            tags={CORRELATION_TAG: correlation_id or new_correlation_id()},
+            raise_on_error=False,
+        )
+    )
+    if not result.success:
+        raise RunFailedError(f"Training {site} x {species} failed in {failure_message(result)}")
+    return result
+
+
+def register_new_models(instance: dg.DagsterInstance, after_storage_id: int | None, partitions=None) -> list[str]:
+    """Run the registration sensor's requests for deployable_model events after ``after_storage_id`` in process.
+
+    ``partitions`` limits it to those partition keys. Returns the run ids of the register-and-deploy runs.
+    """
+    from biodiv_dagster.deployment.sensor import registration_run_requests
+
+    cursor = str(after_storage_id) if after_storage_id is not None else None
+    run_ids = []
+    while True:
+        requests, next_cursor = registration_run_requests(instance, cursor)
+        for request in requests:
+            if partitions is not None and request.partition_key not in partitions:
+                continue
+            result = (
+                _defs()
+                .get_job_def(REGISTER_JOB)
+                .execute_in_process(
+                    instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+                )
+            )
+            if not result.success:
+                raise RunFailedError(f"Registering {request.partition_key} failed in {failure_message(result)}")
+            run_ids.append(result.run_id)
+        if not requests or next_cursor == cursor:
+            return run_ids
+        cursor = next_cursor
+
+
+def latest_storage_id(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> int | None:
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
+    )
+    records = instance.fetch_materializations(records_filter, limit=1).records
+    return records[0].storage_id if records else None
+
+
+def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    return {key: getattr(value, "value", value) for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str, Any]:
+    """What the latest materializations of a partition say (the `biodiv run --json` object)."""
+    prepared = _latest_metadata(instance, "prepared_data", partition)
+    best = _latest_metadata(instance, "best_parameters", partition)
+    scored = _latest_metadata(instance, "scores", partition)
+    model = _latest_metadata(instance, "deployable_model", partition)
+    registered = _latest_metadata(instance, "registered_model", partition)
+    deployment = _latest_metadata(instance, "batch_deployment", partition)
+    return {
+        "site": prepared.get("site"),
+        "species": prepared.get("species"),
+        "partition": partition,
+        "rows": prepared.get("rows"),
+        "n_present": prepared.get("n_present"),
+        "n_absent": prepared.get("n_absent"),
+        "roc_auc": scored.get("roc_auc"),
+        "accuracy": scored.get("accuracy"),
+        "best_cv_auc": best.get("best_cv_auc"),
+        "best_parameters": best.get("best_parameters"),
+        "model_uri": model.get("model_uri"),
+        "model_name": registered.get("model_name"),
+        "registered_version": registered.get("registered_version"),
+        "deployed": bool(deployment.get("deployed", False)),
+        "deployed_version": deployment.get("deployed_version"),
+        "deployment_decision": deployment.get("reason"),
+        "endpoint": deployment.get("endpoint_name"),
+        "endpoint_location": deployment.get("endpoint_location"),
+        "correlation_id": model.get("correlation_id") or prepared.get("correlation_id"),
+    }
+
+
+def run_partition(
+    instance: dg.DagsterInstance,
+    site: str,
+    species: str,
+    *,
+    max_evals: int | None = None,
+    n_folds: int | None = None,
+    seed: int | None = None,
+    num_threads: int | None = None,
+) -> PartitionOutcome:
+    """Train one partition through Dagster, then register and (past the gate) deploy its model."""
+    from biodiv_core.naming import slugify
+
+    check_inputs(site, species)
+    key = str(partition_key(slugify(site, "site"), slugify(species)))
+    before = latest_storage_id(instance, "deployable_model")
+    correlation_id = new_correlation_id()
+    result = train_partition(
+        instance,
+        site,
+        species,
+        max_evals=max_evals,
+        n_folds=n_folds,
+        seed=seed,
+        num_threads=num_threads,
+        correlation_id=correlation_id,
+    )
+    register_new_models(instance, before, partitions={key})
+    summary = partition_summary(instance, key)
+    summary["correlation_id"] = correlation_id
+    return PartitionOutcome(site, species, key, correlation_id, result.run_id, summary)
