@@ -1,0 +1,51 @@
+"""`biodiv batch-score`: score a table of features with a partition's deployed model, as its batch endpoint would."""
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "batch-score",
+        help="Score features with the deployed model of a site x species partition.",
+        description="Score a CSV/parquet of features (gbifid + feature columns) with the version deployed for "
+        "SITE x SPECIES (registry alias 'deployed') and write gbifid, probability, predicted_class.",
+    )
+    parser.add_argument("--site", required=True, help="site name, e.g. yellowstone")
+    parser.add_argument("--species", required=True, help='species name, e.g. "Cygnus buccinator"')
+    parser.add_argument("--input", required=True, help="features: a .csv/.parquet file or a folder of them")
+    parser.add_argument("--output", required=True, help="predictions file to write (.csv or .parquet)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability cut for predicted_class (default: the model's or 0.5)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.set_defaults(handler=batch_score)
+
+
+def batch_score(args: argparse.Namespace) -> int:
+    from biodiv_core import naming
+    from biodiv_core.batch_scoring import score_file
+    from biodiv_core.errors import NotFoundError
+    from biodiv_dagster.deployment.backend import default_backend
+
+    backend = default_backend()
+    name = naming.model_name(args.site, args.species)
+    deployed = backend.deployed_version(name)
+    if deployed is None:
+        raise NotFoundError(
+            f"No version of model {name!r} is deployed: train and deploy it first, e.g. "
+            f'`biodiv run --site {args.site} --species "{args.species}"`.'
+        )
+    summary = score_file(backend.model_location(name, deployed.version), args.input, args.output, args.threshold)
+    summary.update(model_name=name, version=deployed.version, endpoint=naming.endpoint_name(args.site, args.species))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"scored {summary['rows']} rows with {name} v{deployed.version} "
+            f"({summary['predicted_present']} predicted PRESENT at threshold {summary['threshold']}) -> {args.output}"
+        )
+    return 0
