@@ -7,6 +7,7 @@ from deployment_helpers import add_partitions, report
 
 from biodiv_core import naming
 from biodiv_dagster.deployment.automation import new_data_version_sensor, retrain_job, weekly_retrain_schedule
+from biodiv_dagster.launcher import StepLauncher
 from biodiv_dagster.partitions import site_species_partitions
 
 TRAINING_ASSETS = {"prepared_data", "best_parameters", "train_test_split", "scores", "deployable_model"}
@@ -71,17 +72,20 @@ def _add_version(root, asset, version):
 
 
 def _trained(instance, partition, features_version, species_version):
-    report(instance, "prepared_data", partition, features_version=features_version, species_version=species_version)
+    """prepared_data as the training asset reports it: the data-store versions it read."""
+    site = partition.split("|")[0]
+    versions = {naming.features_asset_name(site): features_version, naming.species_asset_name(site): species_version}
+    report(instance, "prepared_data", partition, input_data_versions=dg.MetadataValue.json(versions))
 
 
-def _sensor(instance):
-    result = new_data_version_sensor(dg.build_sensor_context(instance=instance))
+def _sensor(instance, root):
+    resources = {"step_launcher": StepLauncher(data_root=str(root))}
+    result = new_data_version_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     return [] if isinstance(result, dg.SkipReason) else result
 
 
-def test_new_data_version_requests_exactly_the_affected_partitions(tmp_path, monkeypatch):
+def test_new_data_version_requests_exactly_the_affected_partitions(tmp_path):
     root = tmp_path / "store"
-    monkeypatch.setenv("BIODIV_DATA_ROOT", str(root))
     sites = ["yellowstone", "everglades"]
     for site in sites:
         _add_version(root, naming.features_asset_name(site), 1)
@@ -93,25 +97,28 @@ def test_new_data_version_requests_exactly_the_affected_partitions(tmp_path, mon
         everglades = [p for p in partitions if p.startswith("everglades|")]
         for partition in yellowstone + everglades[:1]:  # everglades|lynx-canadensis never trained
             _trained(instance, partition, 1, 1)
-        assert _sensor(instance) == []
+        assert _sensor(instance, root) == []
 
         # New features version for yellowstone: both trained yellowstone partitions, nothing else.
         _add_version(root, naming.features_asset_name("yellowstone"), 2)
-        requests = _sensor(instance)
+        requests = _sensor(instance, root)
         assert sorted(r.partition_key for r in requests) == sorted(yellowstone)
-        assert {r.tags["correlation_id"] for r in requests} == {"data-yellowstone-f2-s1"}
+        assert {r.tags["correlation_id"] for r in requests} == {
+            "data-yellowstone-training-features-2-yellowstone-training-species-1"
+        }
         # Ticking again before the retrain finished asks again with the same run keys (launched once).
-        assert {r.run_key for r in _sensor(instance)} == {r.run_key for r in requests}
+        assert {r.run_key for r in _sensor(instance, root)} == {r.run_key for r in requests}
 
         # The retrain of one partition lands: only the other one is still stale.
         _trained(instance, yellowstone[0], 2, 1)
-        assert [r.partition_key for r in _sensor(instance)] == [yellowstone[1]]
+        assert [r.partition_key for r in _sensor(instance, root)] == [yellowstone[1]]
         _trained(instance, yellowstone[1], 2, 1)
-        assert _sensor(instance) == []
+        assert _sensor(instance, root) == []
 
         # New species version for everglades: its trained partition only.
         _add_version(root, naming.species_asset_name("everglades"), 2)
-        requests = _sensor(instance)
+        requests = _sensor(instance, root)
         assert [r.partition_key for r in requests] == everglades[:1]
-        assert requests[0].run_key == f"data-{everglades[0]}-f1-s2"
+        assert requests[0].run_key.startswith(f"data-{everglades[0]}-")
+        assert requests[0].run_key.endswith("everglades-training-species-2")
     assert new_data_version_sensor.job_name == retrain_job.name

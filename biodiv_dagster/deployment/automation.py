@@ -5,24 +5,25 @@ Both request runs of `retrain_job` (the training assets up to deployable_model);
 then registers and deploys what they produce. Dynamic partitions rule out
 ``build_schedule_from_partitioned_job``, so the schedule enumerates the partitions itself.
 
-New data versions: prepared_data records the store versions it read (metadata ``features_version`` and
-``species_version``); the sensor compares them with the store's latest versions. Run keys carry the version
-pair, so a new version triggers one retrain per affected partition, however often the sensor ticks.
+New data versions: prepared_data records the data-store versions it read (metadata ``input_data_versions``,
+``{"<site>-training-features": 2, "<site>-training-species": 1}``); the sensor compares them with the latest
+versions the step launcher resolves (local store or AzureML data assets). Run keys carry the versions, so a
+new version triggers one retrain per affected partition, however often the sensor ticks.
 """
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
-from biodiv_core import naming, settings
 from biodiv_core.errors import BiodivError
 from biodiv_dagster.deployment.upstream import metadata_values
-from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+from biodiv_dagster.launcher import StepLauncher
+from biodiv_dagster.partitions import site_species_partitions
 
 WEEKLY_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+VERSIONS_KEY = "input_data_versions"  # prepared_data metadata: {data asset name: version read}
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
@@ -59,63 +60,62 @@ def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
 @dataclass(frozen=True)
 class StalePartition:
     partition: str
-    trained_on: tuple[int, int]  # (features_version, species_version) recorded by prepared_data
-    latest: tuple[int, int]  # the store's latest versions now
+    trained_on: dict[str, int]  # data asset -> version prepared_data read (its `input_data_versions` metadata)
+    latest: dict[str, int]  # data asset -> the store's latest version now
 
 
-def _latest_versions(data_root: Path, site: str) -> tuple[int, int] | None:
-    from biodiv_core.datastore import resolve_version
-
-    try:
-        return (
-            resolve_version(data_root, naming.features_asset_name(site)),
-            resolve_version(data_root, naming.species_asset_name(site)),
-        )
-    except BiodivError:
-        return None  # site not (or no longer) in the store: nothing to retrain from
-
-
-def _recorded_versions(instance: dg.DagsterInstance, partition: str) -> tuple[int, int] | None:
+def _recorded_versions(instance: dg.DagsterInstance, partition: str) -> dict[str, int] | None:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("prepared_data"), asset_partitions=[partition]), limit=1
     ).records
     if not records:
         return None  # never trained: the weekly run or a manual backfill trains it first
-    metadata = metadata_values(records[0].asset_materialization)
+    versions = metadata_values(records[0].asset_materialization).get(VERSIONS_KEY)
     try:
-        return int(metadata["features_version"]), int(metadata["species_version"])
-    except (KeyError, TypeError, ValueError):
-        return None
+        return {str(asset): int(version) for asset, version in dict(versions).items()}
+    except (TypeError, ValueError):
+        return None  # an old materialization without the versions: nothing to compare
 
 
-def stale_partitions(instance: dg.DagsterInstance, data_root: Path, partitions: Iterable[str]) -> list[StalePartition]:
-    """Partitions whose last prepared_data read an older features or species version than the store's latest."""
-    latest_by_site: dict[str, tuple[int, int] | None] = {}
+def stale_partitions(
+    instance: dg.DagsterInstance, latest_version: Callable[[str], int], partitions: Iterable[str]
+) -> list[StalePartition]:
+    """Partitions whose last prepared_data read an older version of an input than ``latest_version(asset)``."""
+    cache: dict[str, int | None] = {}
+
+    def latest(asset: str) -> int | None:
+        if asset not in cache:
+            try:
+                cache[asset] = int(latest_version(asset))
+            except BiodivError:
+                cache[asset] = None  # gone from the store: nothing to retrain from
+        return cache[asset]
+
     stale = []
     for partition in partitions:
-        site, _ = split_partition_key(partition)
-        if site not in latest_by_site:
-            latest_by_site[site] = _latest_versions(data_root, site)
-        latest = latest_by_site[site]
         recorded = _recorded_versions(instance, partition)
-        if latest is None or recorded is None:
+        if not recorded:
             continue
-        if latest[0] > recorded[0] or latest[1] > recorded[1]:
-            stale.append(StalePartition(partition, recorded, latest))
+        now = {asset: latest(asset) for asset in recorded}
+        if any(version is None for version in now.values()):
+            continue
+        if any(now[asset] > recorded[asset] for asset in recorded):
+            stale.append(StalePartition(partition, recorded, now))
     return stale
 
 
-def data_version_run_requests(instance: dg.DagsterInstance, data_root: Path) -> list[dg.RunRequest]:
+def data_version_run_requests(
+    instance: dg.DagsterInstance, latest_version: Callable[[str], int]
+) -> list[dg.RunRequest]:
     requests = []
-    for item in stale_partitions(instance, data_root, all_partition_keys(instance)):
-        site, _ = split_partition_key(item.partition)
-        versions = f"f{item.latest[0]}-s{item.latest[1]}"
+    for item in stale_partitions(instance, latest_version, all_partition_keys(instance)):
+        versions = "-".join(f"{asset}-{version}" for asset, version in sorted(item.latest.items()))
         requests.append(
             dg.RunRequest(
                 run_key=f"data-{item.partition}-{versions}",
                 partition_key=item.partition,
-                # Partitions retrained because of the same new site data share one correlation id.
-                tags={"correlation_id": f"data-{site}-{versions}"},
+                # Partitions retrained because of the same new data versions share one correlation id.
+                tags={"correlation_id": f"data-{versions}"},
             )
         )
     return requests
@@ -127,8 +127,9 @@ def data_version_run_requests(instance: dg.DagsterInstance, data_root: Path) -> 
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Retrains exactly the partitions whose features or species data got a new version in the data store.",
 )
-def new_data_version_sensor(context: dg.SensorEvaluationContext):
-    requests = data_version_run_requests(context.instance, settings.data_root())
+def new_data_version_sensor(context: dg.SensorEvaluationContext, step_launcher: StepLauncher):
+    # The launcher resolves versions where prep reads them: the local store or AzureML data assets.
+    requests = data_version_run_requests(context.instance, lambda asset: step_launcher.data_input(asset)[1])
     if not requests:
         return dg.SkipReason("Every trained partition is on the latest data versions.")
     context.log.info(f"new data versions: retraining {[r.partition_key for r in requests]}")
