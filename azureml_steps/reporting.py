@@ -143,7 +143,7 @@ def text(value: str) -> dict[str, Any]:
 
 
 def path(value: str | os.PathLike) -> dict[str, Any]:
-    return {"raw_value": str(value), "type": "path"}
+    return {"raw_value": os.path.abspath(value) if "://" not in str(value) else str(value), "type": "path"}
 
 
 def url(value: str) -> dict[str, Any]:

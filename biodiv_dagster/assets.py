@@ -140,7 +140,7 @@ def prepared_data(
         step="prep",
         inputs={"features": features, "species-dir": gold},
         outputs={"output": step_launcher.output_location("prepared_data", site_slug, species_slug, context.run_id)},
-        params={"species": species},
+        params={"species": species, "site": site},
         asset_keys={"output": "prepared_data"},
         correlation_id=cid,
     )

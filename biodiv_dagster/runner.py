@@ -88,7 +88,7 @@ def train_partition(
     key = str(partition_key(site_slug, species_slug))
     result = (
         _defs()
-        .get_job_def(TRAIN_JOB)
+        .resolve_job_def(TRAIN_JOB)
         .execute_in_process(
             instance=instance,
             partition_key=key,
@@ -118,7 +118,7 @@ def register_new_models(instance: dg.DagsterInstance, after_storage_id: int | No
                 continue
             result = (
                 _defs()
-                .get_job_def(REGISTER_JOB)
+                .resolve_job_def(REGISTER_JOB)
                 .execute_in_process(
                     instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
                 )
