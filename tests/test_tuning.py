@@ -1,0 +1,104 @@
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.metrics import roc_auc_score
+
+from biodiv_core.errors import DataContractError
+from biodiv_core.model import fit_model, predict_proba
+from biodiv_core.params import parse_params
+from biodiv_core.tuning import FoldData, cross_validate, stratified_folds, tune
+
+SPACE = {
+    "learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 0.3},
+    "num_leaves": {"distribution": "quniform", "low": 4, "high": 31, "q": 1},
+    "min_child_samples": {"distribution": "quniform", "low": 5, "high": 40, "q": 1},
+    "feature_fraction": {"distribution": "uniform", "low": 0.6, "high": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    initial = {
+        "objective": "binary",
+        "learning_rate": 0.1,
+        "num_leaves": 15,
+        "min_child_samples": 20,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.9,
+        "bagging_freq": 1,
+        "max_bin": 63,
+        "num_boost_round": 80,
+    }
+    return parse_params({"initial": initial, "search_space": SPACE}, source="test")
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = make_classification(n_samples=1500, n_features=8, n_informative=4, flip_y=0.05, random_state=1)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)])
+    frame["cover"] = np.where(x[:, 0] > 0.3, "forest", np.where(x[:, 0] < -0.5, "water", "grass"))
+    return frame, y
+
+
+def test_same_seed_same_best_parameters_and_threads_do_not_change_results(config, data):
+    x, y = data
+    first = tune(x, y, config, n_folds=3, max_evals=4, seed=3, num_threads=1)
+    again = tune(x, y, config, n_folds=3, max_evals=4, seed=3, num_threads=2)
+    assert first.best_params == again.best_params
+    assert [t["auc"] for t in first.trials] == [t["auc"] for t in again.trials]
+    other = tune(x, y, config, n_folds=3, max_evals=4, seed=4, num_threads=1)
+    assert [t["params"] for t in other.trials[1:]] != [t["params"] for t in first.trials[1:]]
+
+
+def test_tuning_finds_a_decent_model_and_its_rounds_reproduce(config, data):
+    x, y = data
+    train, test = np.arange(len(y)) < 1100, np.arange(len(y)) >= 1100
+    result = tune(x[train], y[train], config, n_folds=3, max_evals=4, seed=0, num_threads=1)
+    assert len(result.trials) == 4
+    assert result.trials[0]["params"] == {k: config.initial[k] for k in SPACE}  # first trial: the initial guess
+    assert result.best_cv_auc == max(t["auc"] for t in result.trials)
+    assert 1 <= result.best_params["num_boost_round"] <= config.num_boost_round
+    assert result.best_cv_auc > 0.85
+    booster = fit_model(x[train], y[train], result.best_params, num_threads=1)
+    assert booster.current_iteration() == result.best_params["num_boost_round"]
+    holdout = roc_auc_score(y[test], predict_proba(booster, x[test]))
+    assert holdout > result.best_cv_auc - 0.05
+    assert booster.pandas_categorical  # the string column went in as a categorical feature
+
+
+def test_cv_matches_lightgbm_cv_on_the_same_folds(config, data):
+    x, y = data
+    folds = stratified_folds(y, 3, seed=0)
+    fold_data = FoldData(x, y, folds, config.binning_params())
+    params = {**config.params_from_sample({k: config.initial[k] for k in SPACE}), "seed": 0, "deterministic": True}
+    ours = cross_validate(params, fold_data, 40, patience=40, prune=False)
+    reference = lgb.cv(
+        {**params, "metric": "auc", "num_threads": 1, "verbosity": -1, "feature_pre_filter": False},
+        lgb.Dataset(x.assign(cover=x["cover"].astype("category")), y, params={"max_bin": 63}),
+        num_boost_round=40,
+        folds=folds,
+    )["valid auc-mean"]
+    assert ours.auc == pytest.approx(max(reference), abs=1e-9)
+    assert ours.best_rounds == int(np.argmax(reference)) + 1
+
+
+def test_early_stopping_and_pruning_train_fewer_rounds(config, data):
+    x, y = data
+    fold_data = FoldData(x, y, stratified_folds(y, 3, seed=0), config.binning_params())
+    params = {"objective": "binary", "learning_rate": 0.5, "num_leaves": 31, "seed": 0, "deterministic": True}
+    stopped = cross_validate(params, fold_data, 300, patience=10, prune=False)
+    assert stopped.rounds_trained == stopped.best_rounds + 10 < 300
+    pruned = cross_validate(params, fold_data, 300, patience=10, incumbent=0.9999, prune=True)
+    assert pruned.pruned and pruned.rounds_trained <= stopped.rounds_trained
+
+
+def test_too_few_rows_of_a_class_for_the_folds(config, data):
+    x, y = data
+    y = np.zeros(len(y), dtype=int)
+    y[:2] = 1
+    with pytest.raises(DataContractError, match="n_folds=3 needs at least 3 of each class"):
+        tune(x, y, config, n_folds=3, max_evals=2)
+    with pytest.raises(DataContractError, match="0 \\(ABSENT\\) or 1 \\(PRESENT\\)"):
+        tune(x, np.full(len(y), 2), config, n_folds=3, max_evals=2)
