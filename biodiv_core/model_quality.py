@@ -1,0 +1,208 @@
+"""Issue-7 quality numbers for the train and score stages, behind two calls.
+
+- :func:`cv_quality` (train stage, after tuning): out-of-fold predictions of the training rows with the
+  best parameters under random and spatial folds -> ``roc_auc_random_cv``, ``roc_auc_spatial_cv``, the
+  TSS-maximising ``threshold`` (chosen on the folds of ``cv_strategy``) and the baseline's CV AUCs.
+  Written next to best_parameters.json as ``cv_quality.json`` (best_parameters.json stays pure
+  LightGBM parameters).
+- :func:`held_out_quality` (score stage): the held-out metrics at that threshold (TSS, kappa, Brier,
+  Boyce), the calibration image, the baseline scored on the same rows and the lift, explanations.
+
+The train-to-deploy stage copies the threshold into model_metadata.json and the MLmodel metadata,
+where batch scoring reads it.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from biodiv_core.baseline import baseline_oof, baseline_scores
+from biodiv_core.errors import BiodivError, DataContractError
+from biodiv_core.explain import explain_model, plot_calibration
+from biodiv_core.spatial_cv import (
+    SPATIAL_STRATEGIES,
+    has_coordinates,
+    make_folds,
+    out_of_fold_predictions,
+    validate_strategy,
+)
+from biodiv_core.thresholds import best_tss_threshold, calibration_table, threshold_metrics
+
+CV_QUALITY_FILE = "cv_quality.json"
+DEFAULT_CV_STRATEGY = "random"
+DEFAULT_BLOCK_SIZE_KM = 20.0
+DEFAULT_THRESHOLD = 0.5
+
+
+def _fit_predict(params: dict, num_threads: int):
+    from biodiv_core.model import fit_model, predict_proba
+
+    def fit_predict(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
+        return predict_proba(fit_model(X_train, y_train, params, num_threads), X_test)
+
+    return fit_predict
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p))
+
+
+def training_folds(
+    features: pd.DataFrame,
+    targets,
+    coords: pd.DataFrame | None,
+    cv_strategy: str = DEFAULT_CV_STRATEGY,
+    n_folds: int = 5,
+    block_size_km: float = DEFAULT_BLOCK_SIZE_KM,
+    seed: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of ``cv_strategy`` for rows of ``features``; ``coords`` aligned by index (gbifid) or None."""
+    validate_strategy(cv_strategy)
+    frame = _aligned_coords(features, coords)
+    return make_folds(frame, np.asarray(targets).ravel(), cv_strategy, n_folds, block_size_km, seed)
+
+
+def _aligned_coords(features: pd.DataFrame, coords: pd.DataFrame | None) -> pd.DataFrame:
+    if coords is None:
+        return pd.DataFrame(index=features.index)
+    missing = features.index.difference(coords.index)
+    if len(missing):
+        raise DataContractError(
+            f"{len(missing)} training rows have no coordinates in coords.parquet (e.g. gbifid {missing[0]}); "
+            "re-run prep so features and coordinates come from the same data."
+        )
+    return coords.loc[features.index]
+
+
+def cv_quality(
+    features: pd.DataFrame,
+    targets,
+    coords: pd.DataFrame | None,
+    params: dict,
+    *,
+    cv_strategy: str = DEFAULT_CV_STRATEGY,
+    n_folds: int = 5,
+    block_size_km: float = DEFAULT_BLOCK_SIZE_KM,
+    seed: int = 0,
+    num_threads: int = 1,
+    baseline: bool = True,
+) -> dict:
+    """Cross-validated quality of ``params`` on the training rows (JSON-able dict, see module doc).
+
+    The spatial score uses ``cv_strategy`` when it is spatial, else ``spatial_blocks``; it is None when
+    there are no coordinates or the blocks cannot make valid folds (``spatial_cv_error`` says why).
+    """
+    y = np.asarray(targets).astype(int).ravel()
+    frame = _aligned_coords(features, coords)
+    fit_predict = _fit_predict(params, num_threads)
+    out: dict = {"cv_strategy": validate_strategy(cv_strategy), "n_folds": n_folds, "block_size_km": block_size_km}
+
+    random_folds = make_folds(frame, y, "random", n_folds, block_size_km, seed)
+    oof = {"random": out_of_fold_predictions(fit_predict, features, y, random_folds)}
+    folds = {"random": random_folds}
+    spatial = cv_strategy if cv_strategy in SPATIAL_STRATEGIES else "spatial_blocks"
+    out["spatial_strategy"] = spatial
+    if cv_strategy in SPATIAL_STRATEGIES or has_coordinates(frame):
+        try:
+            folds[spatial] = make_folds(frame, y, spatial, n_folds, block_size_km, seed)
+        except BiodivError as exc:
+            if cv_strategy == spatial:
+                raise
+            out["spatial_cv_error"] = str(exc)
+        else:
+            oof[spatial] = out_of_fold_predictions(fit_predict, features, y, folds[spatial])
+
+    out["roc_auc_random_cv"] = _auc(y, oof["random"])
+    out["roc_auc_spatial_cv"] = _auc(y, oof[spatial]) if spatial in oof else None
+    out["optimism_gap"] = (
+        out["roc_auc_random_cv"] - out["roc_auc_spatial_cv"] if out["roc_auc_spatial_cv"] is not None else None
+    )
+    # The threshold comes from the folds the user asked for, never from the test rows.
+    chosen = oof[cv_strategy]
+    threshold, tss_cv = best_tss_threshold(y, chosen)
+    out["threshold"] = threshold
+    out["tss_cv"] = tss_cv
+    out["roc_auc_cv"] = _auc(y, chosen)
+    if baseline:
+        base = baseline_oof(features, y, folds[cv_strategy])
+        out["baseline_roc_auc_cv"] = _auc(y, base)
+        out["lift_cv"] = out["roc_auc_cv"] - out["baseline_roc_auc_cv"]
+    return _finite(out)
+
+
+def write_cv_quality(folder: str | os.PathLike, quality: dict) -> Path:
+    path = Path(folder) / CV_QUALITY_FILE
+    path.write_text(json.dumps(quality, indent=2))
+    return path
+
+
+def read_cv_quality(folder: str | os.PathLike) -> dict:
+    """``cv_quality.json`` of a best-parameters folder, or {} for folders written before issue 7."""
+    path = Path(folder) / CV_QUALITY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_threshold(folder: str | os.PathLike) -> float:
+    """The stored TSS threshold of a best-parameters folder (0.5 when there is none)."""
+    threshold = read_cv_quality(folder).get("threshold")
+    return float(threshold) if threshold is not None and 0.0 < float(threshold) < 1.0 else DEFAULT_THRESHOLD
+
+
+def held_out_quality(
+    model,
+    x_train: pd.DataFrame,
+    y_train,
+    x_test: pd.DataFrame,
+    y_test,
+    output: str | os.PathLike,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    cv: dict | None = None,
+    n_top: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Held-out issue-7 metrics of a fitted ``model``; writes ``calibration_curve.png`` and explanations.
+
+    Returns flat JSON-able keys: threshold, tss, kappa, sensitivity, specificity, brier, boyce,
+    baseline_roc_auc, lift, top_features, the cv numbers passed in ``cv`` and image paths under ``images``.
+    """
+    from biodiv_core.explain import predict_probability
+
+    output = Path(output)
+    y_test = np.asarray(y_test).astype(int).ravel()
+    probability = predict_probability(model, x_test)
+    metrics = threshold_metrics(y_test, probability, threshold)
+    roc_auc = metrics.pop("roc_auc")
+    out = {**metrics}
+    base = baseline_scores(x_train, y_train, x_test, y_test, model_roc_auc=roc_auc)
+    out["baseline_roc_auc"] = base["baseline_roc_auc"]
+    out["lift"] = base["lift"]
+    calibration = calibration_table(y_test, probability)
+    images = {"calibration_curve": str(plot_calibration(calibration, output / "calibration_curve.png"))}
+    explained = explain_model(model, x_train, output / "explanations", n_top=n_top, seed=seed)
+    images.update(explained["images"])
+    out["top_features"] = explained["top_features"]
+    out["calibration"] = calibration.to_dict(orient="records")
+    for key in ("roc_auc_random_cv", "roc_auc_spatial_cv", "optimism_gap", "cv_strategy", "block_size_km"):
+        if cv and key in cv:
+            out[key] = cv[key]
+    out["images"] = images
+    return _finite(out)
+
+
+def _finite(value):
+    """NaN/inf are not JSON: report them as None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.floating | np.integer):
+        return value.item()
+    return value

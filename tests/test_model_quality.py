@@ -1,0 +1,91 @@
+"""The issue-7 quality bundle used by the train and score stages (biodiv_core/model_quality.py)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_quality_data import PREDICTORS, clustered_sdm
+
+from biodiv_core.errors import ConfigError, DataContractError
+from biodiv_core.model_quality import (
+    cv_quality,
+    held_out_quality,
+    read_cv_quality,
+    read_threshold,
+    training_folds,
+    write_cv_quality,
+)
+from biodiv_core.thresholds import best_tss_threshold
+
+PARAMS = {"objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 60, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    """Prep-shaped data: features indexed by gbifid, coordinates in their own frame (as coords.parquet)."""
+    frame, y, _ = clustered_sdm(seed=1)
+    indexed = frame.set_index("gbifid")
+    return indexed[PREDICTORS], y, indexed[["decimallatitude", "decimallongitude"]]
+
+
+def test_cv_quality_reports_random_and_spatial_auc_and_a_training_threshold(prepared, tmp_path):
+    X, y, coords = prepared
+    quality = cv_quality(X, y, coords, PARAMS, cv_strategy="spatial_blocks", n_folds=4, block_size_km=50)
+    assert quality["spatial_strategy"] == "spatial_blocks"
+    assert quality["optimism_gap"] == pytest.approx(quality["roc_auc_random_cv"] - quality["roc_auc_spatial_cv"])
+    assert quality["optimism_gap"] > 0.08  # clustered data with an unmodelled cluster effect
+    assert quality["roc_auc_cv"] == quality["roc_auc_spatial_cv"]
+    assert 0.0 < quality["threshold"] < 1.0 and 0.0 < quality["tss_cv"] <= 1.0
+    assert quality["lift_cv"] == pytest.approx(quality["roc_auc_cv"] - quality["baseline_roc_auc_cv"])
+    write_cv_quality(tmp_path, quality)
+    assert read_cv_quality(tmp_path) == json.loads(json.dumps(quality))
+    assert read_threshold(tmp_path) == quality["threshold"]
+    assert read_threshold(tmp_path / "nowhere") == 0.5
+
+
+def test_threshold_is_chosen_on_the_requested_folds(prepared):
+    X, y, coords = prepared
+    quality = cv_quality(X, y, coords, PARAMS, cv_strategy="random", n_folds=3, baseline=False)
+    assert "baseline_roc_auc_cv" not in quality
+    assert quality["roc_auc_cv"] == quality["roc_auc_random_cv"]
+    # Recompute the random OOF predictions independently: same folds, same threshold.
+    from biodiv_core.model import fit_model, predict_proba
+
+    oof = np.empty(len(y))
+    for train, test in training_folds(X, y, coords, "random", n_folds=3):
+        oof[test] = predict_proba(fit_model(X.iloc[train], y[train], PARAMS, 1), X.iloc[test])
+    assert quality["threshold"] == pytest.approx(best_tss_threshold(y, oof)[0])
+
+
+def test_without_coordinates_spatial_auc_is_none_or_an_error(prepared):
+    X, y, coords = prepared
+    quality = cv_quality(X, y, None, PARAMS, cv_strategy="random", n_folds=3, baseline=False)
+    assert quality["roc_auc_spatial_cv"] is None and quality["optimism_gap"] is None
+    with pytest.raises(DataContractError, match="decimallatitude"):
+        cv_quality(X, y, None, PARAMS, cv_strategy="checkerboard", n_folds=2)
+    with pytest.raises(DataContractError, match="no coordinates"):
+        training_folds(X, y, coords.iloc[10:], "spatial_blocks")
+    with pytest.raises(ConfigError, match="cv_strategy"):
+        training_folds(X, y, coords, "blocks")
+    # Blocks too large for the folds: the random score stands, the reason is kept.
+    too_big = cv_quality(X, y, coords, PARAMS, cv_strategy="random", n_folds=3, block_size_km=5000, baseline=False)
+    assert too_big["roc_auc_spatial_cv"] is None and "smaller block_size_km" in too_big["spatial_cv_error"]
+
+
+def test_held_out_quality_scores_the_test_rows_and_writes_images(prepared, tmp_path):
+    from biodiv_core.model import fit_model
+
+    X, y, coords = prepared
+    train, test = np.arange(len(y)) % 4 != 0, np.arange(len(y)) % 4 == 0
+    booster = fit_model(X[train], y[train], PARAMS, 1)
+    cv = {"roc_auc_random_cv": 0.9, "roc_auc_spatial_cv": 0.7, "optimism_gap": 0.2, "cv_strategy": "random"}
+    out = held_out_quality(booster, X[train], y[train], X[test], y[test], tmp_path, threshold=0.4, cv=cv, n_top=3)
+    for key in ("tss", "kappa", "brier", "boyce", "baseline_roc_auc", "lift", "sensitivity", "specificity"):
+        assert isinstance(out[key], float), key
+    assert out["threshold"] == 0.4 and out["roc_auc_spatial_cv"] == 0.7
+    assert len(out["top_features"]) == 3 and set(out["top_features"]) <= set(PREDICTORS)
+    assert sum(row["count"] for row in out["calibration"]) == test.sum()
+    for path in out["images"].values():
+        assert Path(path).read_bytes()[:4] == b"\x89PNG"
+    json.dumps(out)  # JSON-able as is
