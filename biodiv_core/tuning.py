@@ -186,11 +186,14 @@ def tune(
     on_trial: Callable[[dict], None] | None = None,
     prune: bool = True,
     patience: int | None = None,
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TuningResult:
     """Search ``config.search_space`` with hyperopt TPE, scoring each point by k-fold CV AUC.
 
     The first trial is the initial guess from lgbm_params.yml (clipped into the bounds). ``on_trial`` is
     called with each trial's record (e.g. to log it to MLflow). Same inputs and seed -> same result.
+    ``folds`` (train_idx, test_idx) position arrays replace the stratified folds, e.g. spatial blocks
+    from ``biodiv_core.spatial_cv.make_folds`` (issue 7).
     """
     from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
     from hyperopt.fmin import generate_trials_to_calculate
@@ -205,7 +208,8 @@ def tune(
     y = as_target(targets, len(x))
     check_folds(y, n_folds)
 
-    data = FoldData(x, y, stratified_folds(y, n_folds, seed), config.binning_params())
+    folds = stratified_folds(y, n_folds, seed) if folds is None else [(np.sort(a), np.sort(b)) for a, b in folds]
+    data = FoldData(x, y, folds, config.binning_params())
     records: list[dict] = []
 
     def objective(sample: dict) -> dict:
