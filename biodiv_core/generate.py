@@ -130,7 +130,7 @@ def _landscape(site: str, seed: int, n_extra: int) -> _Landscape:
     amplitudes /= np.sqrt((amplitudes**2).sum(axis=1, keepdims=True) / 2)
     n_clusters = 40
     centres = rng.uniform(0.05, 0.95, size=(n_clusters, 2))
-    spreads = rng.uniform(0.01, 0.08, size=n_clusters)
+    spreads = rng.uniform(0.005, 0.04, size=n_clusters)
     weights = rng.dirichlet(np.full(n_clusters, 0.8))
     extra_rng = np.random.default_rng([seed, _name_key(site), 2])
     extra_mix = extra_rng.normal(0, 1, size=(n_extra, _N_LATENT + 3))

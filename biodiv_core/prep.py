@@ -353,10 +353,14 @@ def run_prep(
 
     gold = read_table(gold_path, [ID_COLUMN, TARGET_COLUMN])
     frame, feature_rows = _read_features(features_path, gold[ID_COLUMN])
+    # Name the file in error messages when there is one; a folder of parts is named as a folder.
+    features_source = (
+        str(feature_files[0]) if len(feature_files) == 1 else f"{features_path} ({len(feature_files)} files)"
+    )
     data = prepare_dataset(
         frame,
         gold,
-        features_source=str(features_path),
+        features_source=features_source,
         gold_source=str(gold_path),
         feature_columns=feature_columns,
         min_rows_per_class=min_rows_per_class,
