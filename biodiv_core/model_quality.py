@@ -169,7 +169,8 @@ def held_out_quality(
     """Held-out issue-7 metrics of a fitted ``model``; writes ``calibration_curve.png`` and explanations.
 
     Returns flat JSON-able keys: threshold, tss, kappa, sensitivity, specificity, brier, boyce,
-    baseline_roc_auc, lift, top_features, the cv numbers passed in ``cv`` and image paths under ``images``.
+    baseline_roc_auc, lift, top_features, the cv numbers passed in ``cv`` and ``images`` (paths relative to
+    ``output``).
     """
     from biodiv_core.explain import predict_probability
 
@@ -191,7 +192,8 @@ def held_out_quality(
     for key in ("roc_auc_random_cv", "roc_auc_spatial_cv", "optimism_gap", "cv_strategy", "block_size_km"):
         if cv and key in cv:
             out[key] = cv[key]
-    out["images"] = images
+    # Relative to ``output``: stages write into a temporary folder that is renamed afterwards.
+    out["images"] = {name: str(Path(path).relative_to(output)) for name, path in images.items()}
     return _finite(out)
 
 

@@ -1,7 +1,6 @@
 """The issue-7 quality bundle used by the train and score stages (biodiv_core/model_quality.py)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,5 +86,5 @@ def test_held_out_quality_scores_the_test_rows_and_writes_images(prepared, tmp_p
     assert len(out["top_features"]) == 3 and set(out["top_features"]) <= set(PREDICTORS)
     assert sum(row["count"] for row in out["calibration"]) == test.sum()
     for path in out["images"].values():
-        assert Path(path).read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / path).read_bytes()[:4] == b"\x89PNG"
     json.dumps(out)  # JSON-able as is
