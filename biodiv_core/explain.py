@@ -32,11 +32,16 @@ def booster_of(model: Any):
 
 
 def predict_probability(model: Any, X: pd.DataFrame) -> np.ndarray:
-    """Presence probability from a Booster (binary objective), an sklearn classifier or a callable."""
+    """Presence probability from a Booster (binary objective), an sklearn classifier or a callable.
+
+    LightGBM predicts on one thread: its default (all cores) thrashes on a shared machine (DESIGN 9).
+    """
+    if hasattr(model, "booster_"):
+        return np.asarray(model.predict_proba(X, num_threads=1))[:, 1]
     if hasattr(model, "predict_proba"):
         return np.asarray(model.predict_proba(X))[:, 1]
     if hasattr(model, "feature_importance"):
-        return np.asarray(model.predict(X), dtype=float)
+        return np.asarray(model.predict(X, num_threads=1), dtype=float)
     if callable(model):
         return np.asarray(model(X), dtype=float)
     raise TypeError(f"Cannot get probabilities from {type(model).__name__}; pass a Booster, classifier or callable.")
@@ -72,7 +77,7 @@ def shap_summary(model: Any, X: pd.DataFrame) -> pd.DataFrame:
     if len(X) == 0:
         raise DataContractError("SHAP summary needs at least one row of features.")
     booster = booster_of(model)
-    contributions = np.asarray(booster.predict(X, pred_contrib=True))
+    contributions = np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))
     per_feature = contributions[:, :-1]  # the last column is the expected value (bias)
     table = pd.DataFrame(
         {
