@@ -16,8 +16,6 @@ CONDA_FILE = REPO_ROOT / "azureml_steps" / "environment.yml"
 # AzureML's curated Ubuntu base with conda; the tag is part of the version hash.
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 
-_known: set[tuple[str, str]] = set()  # (name, version) seen registered in this process
-
 
 def environment_version(conda_file: str | Path = CONDA_FILE, image: str = BASE_IMAGE) -> str:
     """16 hex characters of sha256(image + conda spec): stable for the same inputs."""
@@ -47,8 +45,6 @@ def register_environment(
 
     version = environment_version(conda_file, image)
     reference = f"azureml:{name}:{version}"
-    if (name, version) in _known:
-        return reference, False
     try:
         ml_client.environments.get(name=name, version=version)
         created = False
@@ -57,7 +53,6 @@ def register_environment(
         created = True
         if log is not None:
             log.info(f"[azureml] registered environment {reference}")
-    _known.add((name, version))
     return reference, created
 
 

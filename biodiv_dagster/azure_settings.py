@@ -26,6 +26,11 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "pipes_account_url": ("BIODIV_PIPES_BLOB_ACCOUNT_URL", ""),
     "pipes_connection_string": ("BIODIV_PIPES_BLOB_CONNECTION_STRING", ""),
     "pipes_container": ("BIODIV_PIPES_CONTAINER", "dagster-pipes"),
+    "poll_interval_seconds": ("AZUREML_POLL_INTERVAL_SECONDS", "10"),
+    "stuck_timeout_seconds": ("AZUREML_STUCK_TIMEOUT_SECONDS", "1800"),
+    "message_interval_seconds": ("BIODIV_PIPES_MESSAGE_INTERVAL", "10"),
+    "max_job_retries": ("AZUREML_MAX_JOB_RETRIES", "2"),
+    "retry_delay_seconds": ("AZUREML_RETRY_DELAY_SECONDS", "60"),
 }
 
 
@@ -54,6 +59,7 @@ class AzureMLSettings(dg.ConfigurableResource):
     )
     message_interval_seconds: float = Field(default=10.0, description="Seconds between Pipes message uploads.")
     max_job_retries: int = Field(default=2, description="Resubmissions of a job that failed for a transient reason.")
+    retry_delay_seconds: float = Field(default=60.0, description="Wait before resubmitting after a transient failure.")
 
     @classmethod
     def from_env(cls, **overrides) -> "AzureMLSettings":

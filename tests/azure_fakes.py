@@ -14,7 +14,8 @@ What is emulated: statuses (Starting, Queued, Running, Finalizing, then Complete
 run-history errors (`jobs._runs_operations.get_run_details`), the MLflow tracking URI AzureML puts in
 a job's environment, the studio link, versioning of models, and long-running-operation pollers.
 Per-step behaviours (``client.jobs.behaviours[step] = ...``) script what real jobs do rarely:
-"NotResponding", "hang" (Running until canceled), "transient" (Failed with a ServiceError).
+"NotResponding", "hang" (Running until canceled), "transient" (Failed with a ServiceError),
+"transient_once" (only the first job of the step).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class FakeJobOperations:
         self.behaviours: dict[str, str] = {}  # step -> "NotResponding" | "hang" | "transient"
         self.created: list[str] = []  # names in submission order
         self.canceled: list[str] = []
+        self._transient_seen: set[str | None] = set()
         self.flaky_gets = 0  # the next N `get` calls fail with a transient connection error
 
     # public API used by our code and by PipesAzureMLClient
@@ -201,7 +203,8 @@ class FakeJobOperations:
             while not job.cancel_requested:
                 time.sleep(0.05)
             return
-        if behaviour == "transient":
+        if behaviour == "transient" or (behaviour == "transient_once" and job.step not in self._transient_seen):
+            self._transient_seen.add(job.step)
             job.status, job.error_code = "Failed", "ServiceError"
             job.error_message = "Compute node was preempted (low priority); the job can be resubmitted."
             return

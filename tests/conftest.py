@@ -2,6 +2,8 @@
 
 import pytest
 
+pytest_plugins = ["conftest_azurite"]  # Azurite fixture for the AzureML backend tests
+
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path_factory, monkeypatch):

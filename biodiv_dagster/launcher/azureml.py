@@ -193,6 +193,7 @@ def launch(launcher: Any, context: dg.AssetExecutionContext, spec: Any) -> Seque
         poll_interval_seconds=settings.poll_interval_seconds,
         stuck_timeout_seconds=settings.stuck_timeout_seconds,
         max_job_retries=settings.max_job_retries,
+        retry_delay_seconds=settings.retry_delay_seconds,
     )
     invocation = client.run(context=context, command=job)
     job_metadata = invocation.metadata

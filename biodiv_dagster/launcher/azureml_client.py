@@ -184,7 +184,7 @@ class BiodivAzureMLClient(PipesAzureMLClient):
                 description=f"AzureML job {job.name} {stuck}. Canceled it. Job: {job.studio_url or 'n/a'}",
                 metadata=_job_metadata(job),
             )
-        if job.status != COMPLETED:
+        if job_status(job) != COMPLETED:
             self._raise_failure(context, job)
         return PipesClientCompletedInvocation(pipes_session, metadata=_job_metadata(job))
 
@@ -203,7 +203,7 @@ class BiodivAzureMLClient(PipesAzureMLClient):
         existing = self._find_job(command.name, context)
         if existing is not None:
             context.log.info(
-                f"[azureml] reattaching to job {existing.name} (status {existing.status}) submitted earlier "
+                f"[azureml] reattaching to job {existing.name} (status {job_status(existing)}) submitted earlier "
                 "for this run and step; not submitting again"
             )
             return existing
@@ -231,7 +231,7 @@ class BiodivAzureMLClient(PipesAzureMLClient):
         stuck_since: float | None = None
         while True:
             job = self._get_job(name, context)
-            status = job.status
+            status = job_status(job)
             if status != last_status:
                 context.log.info(f"[azureml] job {name} is {status}")
                 last_status = status
@@ -253,7 +253,7 @@ class BiodivAzureMLClient(PipesAzureMLClient):
             return
         deadline = time.monotonic() + self.cancel_timeout_seconds
         while time.monotonic() < deadline:
-            if self._get_job(name, context).status in TERMINAL_STATES:
+            if job_status(self._get_job(name, context)) in TERMINAL_STATES:
                 context.log.info(f"[azureml] job {name} canceled")
                 return
             time.sleep(self.poll_interval_seconds)
@@ -264,19 +264,28 @@ class BiodivAzureMLClient(PipesAzureMLClient):
     def _raise_failure(self, context, job) -> None:
         code, reason = failure_reason(self.client, job.name)
         step_error = self.message_reader.last_error
-        parts = [f"AzureML job {job.name} ended {job.status}"]
+        parts = [f"AzureML job {job.name} ended {job_status(job)}"]
         if step_error:
             parts.append(f"step error: {step_error}")
         if reason:
             parts.append(f"AzureML: {reason}")
         parts.append(f"Job: {job.studio_url or 'n/a'}")
-        failure = dg.Failure(description=". ".join(parts), metadata=_job_metadata(job))
-        if job.status == "Failed" and code in TRANSIENT_ERROR_CODES and self.max_job_retries > 0:
+        # A step's own error (bad data, config: AzureML says UserError) fails the same way on every retry.
+        failure = dg.Failure(
+            description=". ".join(parts), metadata=_job_metadata(job), allow_retries=code != "UserError"
+        )
+        if job_status(job) == "Failed" and code in TRANSIENT_ERROR_CODES and self.max_job_retries > 0:
             context.log.warning(f"[azureml] {failure.description}: transient, asking Dagster to retry")
             raise dg.RetryRequested(
                 max_retries=self.max_job_retries, seconds_to_wait=self.retry_delay_seconds
             ) from failure
         raise failure
+
+
+def job_status(job: Any) -> str:
+    """The status as plain text (azure-ai-ml hands back a str enum that prints as JobStatus.FAILED)."""
+    status = job.status
+    return str(getattr(status, "value", status))
 
 
 def failure_reason(ml_client: Any, name: str) -> tuple[str | None, str | None]:
