@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from biodiv_core.naming import (
 )
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-_CSV_COLUMN_ERROR = re.compile(r"CSV column #(\d+)")
 
 
 # --------------------------------------------------------------------------- versions and assets
@@ -206,24 +204,15 @@ def _column_map(path: Path, names: list[str]) -> dict[str, str]:
 
 
 def _read_csv(path: Path, include: list[str]) -> pa.Table:
-    column_types: dict[str, pa.DataType] = {}
-    # pyarrow infers a column's type from the first block and fails on a later block that does not fit
-    # (an id column with a stray "abc" deep in the file). Read such a column as text instead, so the
-    # caller can report the offending values by name rather than surface a parser error.
-    for _ in range(len(include) + 1):
-        try:
-            return pacsv.read_csv(
-                path,
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=include, column_types=column_types, strings_can_be_null=True
-                ),
-            )
-        except pa.ArrowInvalid as exc:
-            match = _CSV_COLUMN_ERROR.search(str(exc))
-            if not match or "conversion error" not in str(exc).lower():
-                raise DataContractError(f"Could not parse CSV file {path}: {exc}. Fix the file's format.") from exc
-            column_types[include[int(match.group(1))]] = pa.string()
-    raise DataContractError(f"Could not parse CSV file {path}: column types could not be inferred.")
+    # read_csv (unlike the streaming reader) widens a column whose later blocks do not fit the type
+    # inferred from the first one, e.g. an id column with a stray "abc" deep in the file becomes text,
+    # which prep then reports by value instead of surfacing a parser error.
+    try:
+        return pacsv.read_csv(
+            path, convert_options=pacsv.ConvertOptions(include_columns=include, strings_can_be_null=True)
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataContractError(f"Could not parse CSV file {path}: {exc}. Fix the file's format.") from exc
 
 
 def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
@@ -231,6 +220,8 @@ def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
         raise DataContractError(f"File {path} is empty (0 bytes): re-export it, or remove it from the data asset.")
     try:
         mapping = _column_map(path, _header(path))
+    except UnicodeDecodeError as exc:
+        raise DataContractError(f"File {path} is not UTF-8 text ({exc}): save it as UTF-8.") from exc
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataContractError(f"Could not read {path} as a parquet file: {exc}. Re-export the file.") from exc
     if columns is None:

@@ -159,3 +159,10 @@ def test_resolve_data_path_accepts_a_file_a_version_folder_or_an_asset_folder(st
         ds.resolve_data_path(asset, 5)
     with pytest.raises(NotFoundError, match="does not exist"):
         ds.resolve_data_path(store / "nope")
+
+
+def test_csv_that_is_not_utf8_is_a_data_contract_error(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("gbifid,name\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataContractError, match=r"latin1\.csv is not UTF-8"):
+        ds.read_table(path)
