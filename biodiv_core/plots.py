@@ -1,0 +1,48 @@
+"""Heatmaps for the scores (matplotlib, Agg backend: no display, no seaborn)."""
+
+import os
+
+import numpy as np
+
+from biodiv_core.evaluate import CLASS_NAMES
+
+_REPORT_ROWS = (*CLASS_NAMES, "macro avg", "weighted avg")
+_REPORT_COLUMNS = ("precision", "recall", "f1-score")
+
+
+def _heatmap(values: np.ndarray, rows, columns, title: str, fmt: str, path, xlabel=None, ylabel=None, vmax=None):
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot; the steps run headless
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(columns), 1.2 + 0.7 * len(rows)))
+    try:
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax if vmax is not None else max(values.max(), 1e-9))
+        ax.set_xticks(range(len(columns)), labels=list(columns))
+        ax.set_yticks(range(len(rows)), labels=list(rows))
+        threshold = (vmax if vmax is not None else values.max()) / 2
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                color = "white" if values[i, j] > threshold else "black"
+                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", color=color)
+        ax.set_title(title)
+        if xlabel:
+            ax.set_xlabel(xlabel)
+        if ylabel:
+            ax.set_ylabel(ylabel)
+        fig.colorbar(image, ax=ax)
+        fig.tight_layout()
+        fig.savefig(os.fspath(path), dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def plot_confusion_matrix(matrix, path) -> None:
+    values = np.asarray(matrix, dtype=float)
+    _heatmap(values, CLASS_NAMES, CLASS_NAMES, "Confusion matrix", ".0f", path, "Predicted", "True")
+
+
+def plot_classification_report(metrics: dict, path) -> None:
+    values = np.array([[metrics[row][col] for col in _REPORT_COLUMNS] for row in _REPORT_ROWS], dtype=float)
+    _heatmap(values, _REPORT_ROWS, _REPORT_COLUMNS, "Classification report", ".2f", path, vmax=1.0)

@@ -1,0 +1,127 @@
+"""MLflow tracking: where runs go, one run per stage with our tags, FAILED when the stage raises.
+
+The store is ``settings.mlflow_tracking_uri()`` (SQLite under BIODIV_HOME unless MLFLOW_TRACKING_URI is
+set). Experiments we create get an artifact location under ``settings.mlflow_artifact_root()``: without
+it MLflow writes ``./mlruns`` into whatever the current directory is. mlflow is imported inside the
+functions because it costs seconds to import and most callers of biodiv_core never track.
+"""
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+
+from biodiv_core import settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "biodiv"
+EXPERIMENT_ENV = "BIODIV_MLFLOW_EXPERIMENT"
+_MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+def experiment_name() -> str:
+    return os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+
+
+def ensure_experiment(name: str | None = None) -> str:
+    """Id of experiment ``name``, created with our artifact root if it does not exist yet."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = name or experiment_name()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    root = settings.mlflow_artifact_root()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        return mlflow.create_experiment(name, artifact_location=(root / name).as_uri())
+    except MlflowException:
+        # Another process created it between our lookup and create.
+        existing = mlflow.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
+
+
+def run_tags(**tags) -> dict[str, str]:
+    """String tags without None values (tracking servers reject null tag values)."""
+    return {k: str(v) for k, v in tags.items() if v is not None and str(v) != ""}
+
+
+@contextlib.contextmanager
+def tracked_run(
+    step: str,
+    *,
+    correlation_id: str | None = None,
+    site: str | None = None,
+    species: str | None = None,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, object] | None = None,
+) -> Iterator[object]:
+    """Start an MLflow run tagged with step, correlation_id, site and species; end it FAILED on exception.
+
+    Under an AzureML job (MLFLOW_RUN_ID set) the job's own run is resumed instead of creating one.
+    Yields the ``mlflow.ActiveRun``.
+    """
+    import mlflow
+
+    all_tags = run_tags(step=step, correlation_id=correlation_id, site=site, species=species, **(tags or {}))
+    if os.environ.get("MLFLOW_RUN_ID"):
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+        run = mlflow.start_run()
+        mlflow.set_tags(all_tags)
+    else:
+        experiment_id = ensure_experiment(experiment)
+        name = run_name or "-".join(p for p in (step, site, species) if p)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags)
+    try:
+        yield run
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def _param_value(value) -> str:
+    text = str(value)
+    return text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
+
+
+def log_params(params: Mapping[str, object], prefix: str = "") -> None:
+    import mlflow
+
+    mlflow.log_params({f"{prefix}{k}": _param_value(v) for k, v in params.items()})
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_trial(record: Mapping[str, object]) -> None:
+    """One tuning trial as metrics at step=trial (one run, a CV-AUC curve over trials)."""
+    log_metrics(
+        {
+            "cv_auc": record["auc"],
+            "cv_auc_std": record["auc_std"],
+            "trial_num_boost_round": record["num_boost_round"],
+        },
+        step=int(record["trial"]),
+    )
+
+
+def log_artifacts(local_dir: str | os.PathLike, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(os.fspath(local_dir), artifact_path=artifact_path)
+
+
+def log_artifact(local_path: str | os.PathLike, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(os.fspath(local_path), artifact_path=artifact_path)
