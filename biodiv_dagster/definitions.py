@@ -12,6 +12,7 @@ import dagster as dg
 
 from biodiv_dagster.assets import TRAINING_ASSET_KEYS, training_assets
 from biodiv_dagster.deployment import deployment_definitions
+from biodiv_dagster.habitat import habitat_definitions
 from biodiv_dagster.launcher import StepLauncher
 from biodiv_dagster.partitions import site_species_partitions
 from biodiv_dagster.sync import partition_sync_sensor
@@ -35,4 +36,4 @@ def training_definitions() -> dg.Definitions:
     )
 
 
-defs = dg.Definitions.merge(training_definitions(), deployment_definitions())
+defs = dg.Definitions.merge(training_definitions(), deployment_definitions(), habitat_definitions())

@@ -67,3 +67,72 @@ def test_missing_columns_are_data_contract_errors_and_leave_no_output(site, tmp_
         run_habitat(features.drop(columns="gbifid"), booster, out, feature_names=PREDICTORS)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _deployed_model(tmp_path, data_root, threshold):
+    """Generated site data, a LightGBM model on it saved as an MLflow model, registered in the local registry."""
+    import mlflow.lightgbm
+
+    from biodiv_core.datastore import read_table, species_file
+    from biodiv_core.generate import generate_datastore
+    from biodiv_dagster.deployment.backend import DeploymentBackend
+
+    species = "Lynx canadensis"
+    info = generate_datastore(data_root, sites=["yellowstone"], species=[species], rows=800, gold_rows=500, seed=1)
+    features = read_table(info["sites"]["yellowstone"]["features"])
+    gold = read_table(species_file(data_root, "yellowstone", species))
+    labelled = features.merge(gold[["gbifid", "occurrencestatus"]], on="gbifid")
+    X = labelled.drop(columns=["gbifid", "decimallatitude", "decimallongitude", "occurrencestatus"])
+    X["land_cover"] = X["land_cover"].astype("category")
+    booster = train_booster(X, (labelled["occurrencestatus"] == "PRESENT").astype(int).to_numpy(), rounds=30)
+    model_dir = tmp_path / "lgbm_gbif_model"
+    mlflow.lightgbm.save_model(
+        booster, str(model_dir), pip_requirements=["lightgbm"], metadata={"threshold": threshold}
+    )
+    backend = DeploymentBackend()
+    version = backend.register(str(model_dir), "lgbm-yellowstone-lynx-canadensis", tags={"roc_auc": 0.8})
+    return backend, version, len(features)
+
+
+def test_habitat_suitability_asset_maps_the_deployed_model_over_the_site(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from biodiv_dagster.habitat import habitat_suitability
+    from biodiv_dagster.launcher import StepLauncher
+    from biodiv_dagster.partitions import partition_key
+
+    data_root = tmp_path / "data"
+    backend, version, n_points = _deployed_model(tmp_path, data_root, threshold=0.3)
+    resources = {
+        "deployment_backend": backend,
+        "step_launcher": StepLauncher(data_root=str(data_root), storage_root=str(tmp_path / "storage")),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["yellowstone"])
+        instance.add_dynamic_partitions("species", ["lynx-canadensis"])
+        key = str(partition_key("yellowstone", "lynx-canadensis"))
+        # Nothing deployed yet: a clear failure, not a KeyError.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("batch_deployment", partition=key, metadata={"reason": "below the AUC floor"})
+        )
+        failed = dg.materialize(
+            [habitat_suitability], instance=instance, partition_key=key, resources=resources, raise_on_error=False
+        )
+        assert not failed.success
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "batch_deployment",
+                partition=key,
+                metadata={"model_name": "lgbm-yellowstone-lynx-canadensis", "deployed_version": version},
+            )
+        )
+        result = dg.materialize([habitat_suitability], instance=instance, partition_key=key, resources=resources)
+        assert result.success
+        [event] = result.asset_materializations_for_node("habitat_suitability")
+        metadata = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+    assert metadata["rows"] == n_points  # every point of the site, not only the 500 labelled
+    assert metadata["threshold"] == 0.3 and metadata["model_version"] == version
+    assert "data:image/png;base64," in metadata["map_image"]
+    table = pd.read_parquet(metadata["table"])
+    assert len(table) == n_points and table["probability"].between(0, 1).all()
+    assert (table["predicted"] == (table["probability"] >= 0.3)).all()
