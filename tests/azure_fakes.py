@@ -354,33 +354,40 @@ class FakeModelOperations(_VersionedStore):
 
 
 class FakeBatchEndpointOperations:
+    """Endpoints are kept as REST bodies and handed back through azure-ai-ml's `_from_rest_object`."""
+
     def __init__(self, client: FakeMLClient):
         self._client = client
         self._items: dict[str, Any] = {}
         self.writes = 0
 
     def begin_create_or_update(self, endpoint: Any, **kwargs: Any) -> FakePoller:
-        endpoint._to_rest_object(location=LOCATION)
         name = endpoint.name or ""
         if not re.fullmatch(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?", name) or not 3 <= len(name) <= 32:
             raise ValueError(f"(UserError) invalid batch endpoint name {name!r}")
-        default = endpoint.defaults.deployment_name if endpoint.defaults else None
+        if endpoint.tags and any(value is None for value in endpoint.tags.values()):
+            raise ValueError("(UserError) tag values must not be null")
+        rest = endpoint._to_rest_batch_endpoint(location=LOCATION)
+        default = rest.properties.defaults.deployment_name if rest.properties.defaults else None
         if default and (name, default) not in self._client.batch_deployments._items:
             raise ResourceNotFoundError(f"(UserError) default deployment {default} does not exist on {name}")
-        stored = copy.deepcopy(endpoint)
-        stored.scoring_uri = f"https://{name}.{LOCATION}.inference.ml.azure.com/jobs"
-        self._items[name] = stored
+        rest.name = name
+        rest.id = f"{WORKSPACE_ID}/batchEndpoints/{name}"
+        rest.properties.scoring_uri = f"https://{name}.{LOCATION}.inference.ml.azure.com/jobs"
+        self._items[name] = rest
         self.writes += 1
-        return FakePoller(copy.deepcopy(stored))
+        return FakePoller(self.get(name))
 
     def get(self, name: str, **kwargs: Any):
+        from azure.ai.ml.entities import BatchEndpoint
+
         try:
-            return copy.deepcopy(self._items[name])
+            return BatchEndpoint._from_rest_object(copy.deepcopy(self._items[name]))
         except KeyError:
             raise _not_found("BatchEndpoint", name) from None
 
     def list(self, **kwargs: Any):
-        return [copy.deepcopy(v) for v in self._items.values()]
+        return [self.get(name) for name in self._items]
 
 
 class FakeBatchDeploymentOperations:
@@ -390,26 +397,31 @@ class FakeBatchDeploymentOperations:
         self.writes = 0
 
     def begin_create_or_update(self, deployment: Any, **kwargs: Any) -> FakePoller:
-        deployment._to_rest_object(location=LOCATION)
         if deployment.endpoint_name not in self._client.batch_endpoints._items:
             raise ResourceNotFoundError(f"(UserError) endpoint {deployment.endpoint_name} does not exist")
-        match = re.fullmatch(r"(?:azureml:)?([^:@]+):([^:@]+)", str(deployment.model))
+        rest = deployment._to_rest_object(location=LOCATION)
+        match = re.fullmatch(r"(?:azureml:)?([^:@]+):([^:@]+)", str(rest.properties.model.asset_id))
         if not match:
-            raise ValueError(f"(UserError) model reference {deployment.model!r} is not name:version")
+            raise ValueError(f"(UserError) model reference {rest.properties.model.asset_id!r} is not name:version")
         self._client.models.get(match.group(1), match.group(2))
-        stored = copy.deepcopy(deployment)
-        self._items[(deployment.endpoint_name, deployment.name)] = stored
+        if not rest.properties.compute:
+            raise ValueError("(UserError) a batch deployment needs a compute cluster")
+        rest.name = deployment.name
+        rest.id = f"{WORKSPACE_ID}/batchEndpoints/{deployment.endpoint_name}/deployments/{deployment.name}"
+        self._items[(deployment.endpoint_name, deployment.name)] = rest
         self.writes += 1
-        return FakePoller(copy.deepcopy(stored))
+        return FakePoller(self.get(deployment.name, deployment.endpoint_name))
 
     def get(self, name: str, endpoint_name: str, **kwargs: Any):
+        from azure.ai.ml.entities import BatchDeployment
+
         try:
-            return copy.deepcopy(self._items[(endpoint_name, name)])
+            return BatchDeployment._from_rest_object(copy.deepcopy(self._items[(endpoint_name, name)]))
         except KeyError:
             raise _not_found("BatchDeployment", f"{endpoint_name}/{name}") from None
 
     def list(self, endpoint_name: str, **kwargs: Any):
-        return [copy.deepcopy(v) for (e, _), v in self._items.items() if e == endpoint_name]
+        return [self.get(n, e) for (e, n) in self._items if e == endpoint_name]
 
 
 class FakeMLClient:

@@ -22,6 +22,7 @@ DEPLOYED_ALIAS = "deployed"
 # mode -> module holding `build(resource) -> Backend`; imported only when the mode is used (keeps imports light).
 _MODE_MODULES = {
     "local": "biodiv_dagster.deployment.local",
+    "azureml": "biodiv_dagster.deployment.azureml",
 }
 
 
