@@ -179,3 +179,31 @@ def test_missing_workspace_settings_name_the_variables(monkeypatch):
     with pytest.raises(ConfigError, match="AZUREML_SUBSCRIPTION_ID, AZUREML_WORKSPACE"):
         AzureMLSettings.from_env()
     assert cli_main(["azureml", "register-env"]) == 2
+
+
+def test_app_insights_is_a_no_op_without_connection_string_and_carries_the_correlation_id_with_it(monkeypatch):
+    import logging
+
+    import azure.monitor.opentelemetry as monitor
+
+    from biodiv_dagster.launcher import azureml_insights
+
+    calls = []
+    monkeypatch.setattr(monitor, "configure_azure_monitor", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(azureml_insights, "_configured", set())
+    assert azureml_insights.track("step prep starting", "cid-1", job_name="j") is False
+    assert calls == []
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    azureml_insights.logger.addHandler(handler)
+    try:
+        monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=00000000-0000-0000-0000-0")
+        assert azureml_insights.track("step prep starting", "cid-1", job_name="j", partition=None)
+        assert azureml_insights.track("step prep completed", "cid-1", job_name="j")
+    finally:
+        azureml_insights.logger.removeHandler(handler)
+    assert len(calls) == 1 and calls[0]["logger_name"] == "biodiv.azureml"  # configured once
+    assert [r.correlation_id for r in records] == ["cid-1", "cid-1"]
+    assert records[0].job_name == "j" and not hasattr(records[0], "partition")

@@ -163,6 +163,7 @@ def launch(launcher: Any, context: dg.AssetExecutionContext, spec: Any) -> Seque
         KeyedContextInjector,
         KeyedMessageReader,
     )
+    from biodiv_dagster.launcher.azureml_insights import track
 
     settings = settings_for(launcher)
     ml_client = settings.ml_client()
@@ -195,7 +196,14 @@ def launch(launcher: Any, context: dg.AssetExecutionContext, spec: Any) -> Seque
         max_job_retries=settings.max_job_retries,
         retry_delay_seconds=settings.retry_delay_seconds,
     )
-    invocation = client.run(context=context, command=job)
+    dims = {"job_name": name, "partition": partition, "step": spec.step, "dagster_run_id": context.run_id}
+    track(f"azureml step {spec.step} starting", spec.correlation_id, **dims)
+    try:
+        invocation = client.run(context=context, command=job)
+    except BaseException as exc:
+        track(f"azureml step {spec.step} failed: {exc}", spec.correlation_id, **dims)
+        raise
+    track(f"azureml step {spec.step} completed", spec.correlation_id, **dims)
     job_metadata = invocation.metadata
     results = invocation.get_results(implicit_materializations=False)
     return [canonical_paths(result, spec, job_metadata) for result in results]
