@@ -26,6 +26,7 @@ ID_COLUMN = "gbifid"
 TARGET_COLUMN = "target"
 BEST_PARAMETERS_FILE = "best_parameters.json"
 TRIALS_FILE = "trials.json"
+QUALITY_FILE = "quality.json"  # issue-7 metrics of the score stage
 SPLIT_FILES = ("x_train.parquet", "x_test.parquet", "y_train.parquet", "y_test.parquet")
 TEST_SIZE = 0.2
 
@@ -93,14 +94,23 @@ def run_train(
     *,
     site: str | None = None,
     species: str | None = None,
+    cv_strategy: str = "random",
+    block_size_km: float = 20.0,
 ) -> dict:
-    """Split the prepared data (stratified, seeded) and tune LightGBM on the training part."""
+    """Split the prepared data (stratified, seeded) and tune LightGBM on the training part.
+
+    ``cv_strategy`` (random | spatial_blocks | checkerboard, issue 7) picks the tuning folds; after tuning,
+    cv_quality.json records random vs spatial CV AUC and the TSS threshold chosen on those folds.
+    """
+    from biodiv_core.model_quality import cv_quality, training_folds, write_cv_quality
     from biodiv_core.params import load_params
+    from biodiv_core.spatial_cv import validate_strategy
     from biodiv_core.split import split_train_test
     from biodiv_core.tuning import tune
 
     log = _log(correlation_id)
     config = load_params(params_config)  # fail on a bad config before reading data
+    validate_strategy(cv_strategy)
     prepared = Path(prepared)
     data = load_prepared(prepared)
     context = {**_context(prepared), **{k: v for k, v in (("site", site), ("species", species)) if v}}
@@ -118,7 +128,11 @@ def run_train(
         tracking.log_params(
             {"n_folds": n_folds, "max_evals": max_evals, "seed": seed, "num_threads": num_threads}
             | {"train_rows": len(split.x_train), "test_rows": len(split.x_test)}
+            | {"cv_strategy": cv_strategy, "block_size_km": block_size_km}
         )
+        folds = None
+        if cv_strategy != "random":
+            folds = training_folds(split.x_train, split.y_train, data.coords, cv_strategy, n_folds, block_size_km, seed)
         result = tune(
             split.x_train,
             split.y_train,
@@ -128,12 +142,26 @@ def run_train(
             seed=seed,
             num_threads=num_threads,
             on_trial=tracking.log_trial,
+            folds=folds,
         )
         tracking.log_params(result.best_params, prefix="best_")
         tracking.log_metrics({"best_cv_auc": result.best_cv_auc})
+        quality = cv_quality(
+            split.x_train,
+            split.y_train,
+            data.coords,
+            result.best_params,
+            cv_strategy=cv_strategy,
+            n_folds=n_folds,
+            block_size_km=block_size_km,
+            seed=seed,
+            num_threads=num_threads,
+        )
+        tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
         with atomic_output_dir(best_parameters_out) as best_tmp, atomic_output_dir(split_out) as split_tmp:
             (best_tmp / BEST_PARAMETERS_FILE).write_text(json.dumps(result.best_params, indent=2) + "\n")
             (best_tmp / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2) + "\n")
+            write_cv_quality(best_tmp, quality)
             for name, frame in zip(
                 SPLIT_FILES,
                 (
@@ -161,6 +189,8 @@ def run_train(
         "n_folds": n_folds,
         "max_evals": max_evals,
         "seed": seed,
+        "cv_quality": quality,
+        **{k: quality.get(k) for k in ("cv_strategy", "threshold", "roc_auc_random_cv", "roc_auc_spatial_cv")},
         "best_parameters_path": str(best_parameters_out),
         "split_path": str(split_out),
         "mlflow_run_id": run_id,
@@ -181,6 +211,7 @@ def run_score(
     """Fit on the training part with the best parameters; score the test part."""
     from biodiv_core.evaluate import flat_metrics, write_results
     from biodiv_core.model import fit_model, predict_proba
+    from biodiv_core.model_quality import held_out_quality, read_cv_quality, read_threshold
 
     log = _log(correlation_id)
     params = read_best_parameters(best_parameters)
@@ -195,6 +226,19 @@ def run_score(
         tracking.log_metrics(flat_metrics(metrics))
         with atomic_output_dir(output) as tmp:
             paths = write_results(metrics, tmp)
+            # Issue 7: metrics at the threshold chosen on training folds, baseline, explanations.
+            quality = held_out_quality(
+                booster,
+                x_train,
+                y_train,
+                x_test,
+                y_test,
+                tmp,
+                threshold=read_threshold(best_parameters),
+                cv=read_cv_quality(best_parameters),
+            )
+            (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
+            tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
             tracking.log_artifacts(tmp, artifact_path="scores")
         run_id = run.info.run_id
     log.info(
@@ -213,6 +257,8 @@ def run_score(
         "confusion_matrix": str(final / paths["confusion_matrix"].name),
         "classification_report": str(final / paths["classification_report"].name),
         "metrics_path": str(final / paths["metrics"].name),
+        **{k: v for k, v in quality.items() if k not in ("images", "calibration")},
+        "images": {name: str(final / relative) for name, relative in quality["images"].items()},
         "test_rows": len(y_test),
         "mlflow_run_id": run_id,
         "correlation_id": correlation_id,
@@ -232,9 +278,11 @@ def run_train_to_deploy(
     """Fit on all prepared data; save the MLflow model folder and model_metadata.json into ``output``."""
     from biodiv_core import mlflow_model
     from biodiv_core.model import fit_model
+    from biodiv_core.model_quality import read_threshold
 
     log = _log(correlation_id)
     params = read_best_parameters(best_parameters)
+    threshold = read_threshold(best_parameters)  # TSS-maximising, chosen on training folds (issue 7)
     prepared = Path(prepared)
     data = load_prepared(prepared)
     context = {**_context(prepared), **{k: v for k, v in (("site", site), ("species", species)) if v}}
@@ -252,6 +300,7 @@ def run_train_to_deploy(
                 booster,
                 tmp,
                 sample=data.features,
+                threshold=threshold,
                 metadata={k: v for k, v in {"registry_name": registry_name, **context}.items() if v},
             )
             tracking.log_artifacts(model_dir, artifact_path=mlflow_model.MODEL_DIR_NAME)
@@ -260,7 +309,7 @@ def run_train_to_deploy(
                 run_id,
                 registry_name=registry_name,
                 features=list(booster.feature_name()),
-                threshold=0.5,
+                threshold=threshold,
                 num_boost_round=params["num_boost_round"],
                 rows=len(data.features),
                 **context,
@@ -276,5 +325,6 @@ def run_train_to_deploy(
         "mlflow_run_id": run_id,
         "mlflow_run_uri": metadata["run_uri"],
         "rows": len(data.features),
+        "threshold": threshold,
         "correlation_id": correlation_id,
     }

@@ -1,6 +1,7 @@
 """The issue-7 quality bundle used by the train and score stages (biodiv_core/model_quality.py)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,61 @@ def test_held_out_quality_scores_the_test_rows_and_writes_images(prepared, tmp_p
     for path in out["images"].values():
         assert (tmp_path / path).read_bytes()[:4] == b"\x89PNG"
     json.dumps(out)  # JSON-able as is
+
+
+def test_stages_use_spatial_cv_and_carry_the_threshold_to_the_deployed_model(tmp_path):
+    """run_train -> run_score -> run_train_to_deploy on generated data with cv_strategy=spatial_blocks."""
+    import yaml
+
+    from biodiv_core import stages
+    from biodiv_core.batch_scoring import model_threshold
+    from biodiv_core.datastore import features_dir, species_dir
+    from biodiv_core.generate import generate_datastore
+    from biodiv_core.prep import run_prep
+
+    species = "Cygnus buccinator"
+    generate_datastore(tmp_path / "data", sites=["yellowstone"], species=[species], rows=1200, seed=0)
+    prepared = tmp_path / "prepared"
+    run_prep(
+        features_dir(tmp_path / "data", "yellowstone"), species_dir(tmp_path / "data", "yellowstone"), species, prepared
+    )
+    params = tmp_path / "lgbm_params.yml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "initial": {"objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 60},
+                "search_space": {"num_leaves": {"distribution": "quniform", "low": 4, "high": 31, "q": 1}},
+            }
+        )
+    )
+    best, split, scores, deploy = (tmp_path / n for n in ("best", "split", "scores", "deploy"))
+    train = stages.run_train(
+        prepared, params, best, split, 3, 2, 0, 1, "c7", cv_strategy="spatial_blocks", block_size_km=10
+    )
+    quality = read_cv_quality(best)
+    assert train["cv_strategy"] == quality["cv_strategy"] == "spatial_blocks"
+    assert train["threshold"] == quality["threshold"] and 0 < quality["threshold"] < 1
+    assert 0.6 < train["roc_auc_spatial_cv"] < 1 and 0.6 < train["roc_auc_random_cv"] < 1
+
+    score = stages.run_score(best, split, scores, 1, "c7")
+    for key in (
+        "tss",
+        "kappa",
+        "brier",
+        "boyce",
+        "baseline_roc_auc",
+        "lift",
+        "roc_auc_random_cv",
+        "roc_auc_spatial_cv",
+    ):
+        assert isinstance(score[key], float), key
+    assert score["threshold"] == quality["threshold"]
+    assert score["lift"] == pytest.approx(score["roc_auc"] - score["baseline_roc_auc"])
+    assert len(score["top_features"]) == 5
+    assert all(Path(p).is_file() and str(scores) in p for p in score["images"].values())
+
+    deployed = stages.run_train_to_deploy(prepared, best, deploy, 1, "c7")
+    assert json.loads((deploy / "model_metadata.json").read_text())["threshold"] == quality["threshold"]
+    assert model_threshold(deployed["model_uri"]) == pytest.approx(quality["threshold"])
+    with pytest.raises(ConfigError, match="cv_strategy"):
+        stages.run_train(prepared, params, tmp_path / "b2", tmp_path / "s2", 3, 2, 0, 1, cv_strategy="blocks")

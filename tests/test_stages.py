@@ -72,7 +72,9 @@ def test_stages_chain(tmp_path, prepared, params_file, caplog):
     assert json.loads(json.dumps(score)) == score
     assert score["roc_auc"] > 0.85
     assert json.loads((scores / "metrics.json").read_text())["roc_auc"] == score["roc_auc"]
-    assert {p.name for p in scores.iterdir()} == {"metrics.json", "confusion_matrix.png", "classification_report.png"}
+    issue7 = {"quality.json", "calibration_curve.png", "explanations"}
+    seed = {"metrics.json", "confusion_matrix.png", "classification_report.png"}
+    assert {p.name for p in scores.iterdir()} == seed | issue7
 
     deployed = stages.run_train_to_deploy(prepared, best, deploy, 1, "corr-42")
     metadata = json.loads((deploy / "model_metadata.json").read_text())
