@@ -31,7 +31,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint node-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not ui"
+	@if [ -x /usr/bin/chromium ]; then $(MAKE) --no-print-directory test-ui; \
+	else echo "UI test not run: /usr/bin/chromium is missing (apt-get install chromium)"; fi
 
 test-ui: $(STAMP)
 	$(BIN)/pytest -q -m ui

@@ -1,0 +1,244 @@
+"""The Dagster UI in a real browser: the project's workspace served by dagster-webserver (with the daemon, as
+`make ui` runs them), opened in headless Chromium, one partition materialized through the GraphQL API and then
+registered and deployed by the registration sensor.
+
+Run by `make test-ui` (and by `make test` when /usr/bin/chromium exists). Screenshots go to the test's tmp dir.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from biodiv_core import settings
+from biodiv_dagster.cli import main as biodiv
+
+pytestmark = pytest.mark.ui
+
+CHROMIUM = "/usr/bin/chromium"
+SIX_ASSETS = ["prepared_data", "best_parameters", "scores", "deployable_model", "registered_model", "batch_deployment"]
+SITE, SPECIES = "yellowstone", "cygnus-buccinator"
+PARTITION = f"{SITE}|{SPECIES}"
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Services:
+    """dagster-webserver and dagster-daemon on the repo's workspace.yaml; logs kept for failure messages."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.logs = {name: tmp_path / f"{name}.log" for name in ("webserver", "daemon")}
+        commands = {
+            "webserver": [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port)],
+            "daemon": [str(BIN / "dagster-daemon"), "run"],
+        }
+        self.processes = []
+        for name, command in commands.items():
+            with open(self.logs[name], "wb") as log:
+                self.processes.append(
+                    subprocess.Popen(
+                        [*command, "-w", "workspace.yaml"],
+                        cwd=settings.REPO_ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group: stopped with its code servers below
+                    )
+                )
+
+    def tails(self) -> str:
+        return "\n".join(f"--- {name}:\n{path.read_text(errors='replace')[-3000:]}" for name, path in self.logs.items())
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.load(response)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def wait_until(self, what: str, check, timeout: float, every: float = 2.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                assert process.poll() is None, f"a Dagster process exited while waiting for {what}\n{self.tails()}"
+            try:
+                result = check()
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                result = None
+            if result:
+                return result
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.tails()}")
+
+    def stop(self):
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def services(tmp_path, isolated_state):
+    from biodiv_dagster.instance import ensure_dagster_home
+
+    data_root = tmp_path / "data"
+    assert biodiv(["generate-data", "--root", str(data_root), "--rows", "1200", "--covariates", "6"]) == 0
+    ensure_dagster_home()  # the project's dagster.yaml: telemetry off, run queue of 2
+    assert biodiv(["sync", "--data-root", str(data_root)]) == 0
+    env = {
+        **os.environ,
+        "BIODIV_DATA_ROOT": str(data_root),
+        # Small, fast training for the one run this test launches.
+        "BIODIV_MAX_EVALS": "3",
+        "BIODIV_N_FOLDS": "3",
+        "BIODIV_NUM_THREADS": "1",
+    }
+    running = Services(tmp_path, env)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+LOCATION_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+LAUNCH = """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }"""
+
+RUN_STATUS = """query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+
+MATERIALIZATIONS = """query M($key: AssetKeyInput!, $partition: String!) { assetOrError(assetKey: $key) {
+  ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) { partition runId
+  metadataEntries { label ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } } } } }"""
+
+
+def _location_loaded(services: Services):
+    entries = services.graphql(LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
+    state = {e["name"]: e["locationOrLoadError"] for e in entries}
+    loaded = state.get("biodiv") or {}
+    assert loaded.get("__typename") != "PythonError", f"code location failed to load: {loaded.get('message')}"
+    return loaded.get("__typename") == "RepositoryLocation"
+
+
+def _open(page, url: str):
+    page.goto(url, wait_until="domcontentloaded")
+    # A fresh instance greets with "Join the Dagster community": skip it when it shows.
+    try:
+        page.get_by_role("button", name="Skip").click(timeout=8000)
+    except Exception:  # noqa: BLE001 - not shown (already dismissed in this browser context)
+        pass
+
+
+def _materialization(services: Services, asset: str):
+    data = services.graphql(MATERIALIZATIONS, {"key": {"path": [asset]}, "partition": PARTITION})
+    events = data["assetOrError"].get("assetMaterializations") or []
+    return events[0] if events else None
+
+
+def test_asset_graph_partitions_and_a_materialization_in_the_browser(services, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    services.wait_until("the webserver", lambda: urllib.request.urlopen(f"{services.url}/server_info", timeout=5), 180)
+    services.wait_until("the biodiv code location", lambda: _location_loaded(services), 180)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+
+        # The asset graph shows every asset of the pipeline.
+        _open(page, f"{services.url}/asset-groups")
+        for asset in SIX_ASSETS:
+            expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "asset_graph.png"))
+
+        # The partitions page of prepared_data lists the synced site and species keys.
+        _open(page, f"{services.url}/assets/prepared_data?view=partitions")
+        for key in (SITE, "everglades", SPECIES, "lynx-canadensis"):
+            expect(page.get_by_text(key, exact=True).first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "partitions.png"))
+
+        # Launch the training job for one partition through the GraphQL API the UI itself uses.
+        launched = services.graphql(
+            LAUNCH,
+            {
+                "params": {
+                    "selector": {
+                        "repositoryLocationName": "biodiv",
+                        "repositoryName": "__repository__",
+                        "jobName": "train_models",
+                    },
+                    "runConfigData": {},
+                    "executionMetadata": {
+                        "tags": [
+                            {"key": "dagster/partition", "value": PARTITION},
+                            {"key": "dagster/partition/site", "value": SITE},
+                            {"key": "dagster/partition/species", "value": SPECIES},
+                        ]
+                    },
+                }
+            },
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+
+        def finished():
+            status = services.graphql(RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+            return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        assert services.wait_until(f"run {run_id}", finished, timeout=900, every=5) == "SUCCESS", services.tails()
+
+        # The registration sensor (running in the daemon) registers and deploys the new model.
+        deployment = services.wait_until(
+            "batch_deployment of the partition", lambda: _materialization(services, "batch_deployment"), 300, 5
+        )
+        entries = {e["label"]: e.get("text", e.get("boolValue")) for e in deployment["metadataEntries"]}
+        assert entries["endpoint_name"].startswith("b-yellowst")
+        assert entries["reason"].startswith("deployed" if entries["deployed"] else "not deployed")
+        if entries["deployed"]:
+            assert (settings.endpoints_dir() / f"{entries['endpoint_name']}.json").is_file()
+
+        _open(page, f"{services.url}/runs/{run_id}")
+        expect(page.get_by_text("Success").first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "run.png"))
+        # The deployment's partition shows the gate's decision in its metadata.
+        _open(page, f"{services.url}/assets/batch_deployment?view=partitions")
+        page.get_by_text(SITE, exact=True).first.click()
+        page.get_by_text(SPECIES, exact=True).first.click()
+        expect(page.get_by_text(entries["reason"]).first).to_be_visible()
+        expect(page.get_by_text(entries["endpoint_name"]).first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "batch_deployment.png"))
+        browser.close()
+
+    for name in ("asset_graph", "partitions", "run", "batch_deployment"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
