@@ -25,6 +25,7 @@ logger = logging.getLogger("azureml_steps")
 # Set by the launcher: where a failing step writes {"type", "message"} for the Dagster failure.
 ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"
 CORRELATION_ENV = "BIODIV_CORRELATION_ID"
+LOG_LEVEL_ENV = "BIODIV_STEP_LOG_LEVEL"
 
 
 def parser(step: str, description: str) -> argparse.ArgumentParser:
@@ -52,8 +53,12 @@ class _CorrelationFilter(logging.Filter):
 
 
 def configure_logging(correlation_id: str, level: int = logging.INFO) -> None:
-    """Log lines on stderr, each carrying the correlation id (also for biodiv_core's loggers)."""
+    """Log lines on stderr, each carrying the correlation id (also for biodiv_core's loggers).
+
+    ``BIODIV_STEP_LOG_LEVEL`` (e.g. WARNING) quiets stderr only: lines forwarded to Dagster keep INFO.
+    """
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(os.environ.get(LOG_LEVEL_ENV, "INFO").upper())
     handler.addFilter(_CorrelationFilter(correlation_id))
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s [correlation_id=%(correlation_id)s] %(name)s: %(message)s")

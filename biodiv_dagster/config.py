@@ -8,6 +8,7 @@ Precedence: the run's config (launchpad, `biodiv run --max-evals`) > environment
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -116,8 +117,21 @@ class TrainingConfig(dg.Config):
 TRAINING_OPS = ("prepared_data", "best_parameters_and_split", "scores", "deployable_model")
 
 
-def training_run_config(**overrides: int | float | None) -> dg.RunConfig:
-    """Run config giving every training asset the same settings; None values keep the defaults."""
+def op_for_asset(asset: str) -> str:
+    return "best_parameters_and_split" if asset in ("best_parameters", "train_test_split") else asset
+
+
+def training_run_config(assets: Iterable[str] | None = None, **overrides: int | float | None) -> dg.RunConfig:
+    """Run config giving the training assets (all, or those of ``assets``) the same settings.
+
+    A run config may only name ops the run executes, hence ``assets`` for partial selections.
+    None values keep the defaults.
+    """
     values = {key: value for key, value in overrides.items() if value is not None}
     config = TrainingConfig(**values).checked()
-    return dg.RunConfig(ops={op: config for op in TRAINING_OPS})
+    ops = (
+        TRAINING_OPS
+        if assets is None
+        else dict.fromkeys(op_for_asset(a) for a in assets if op_for_asset(a) in TRAINING_OPS)
+    )
+    return dg.RunConfig(ops={op: config for op in ops})

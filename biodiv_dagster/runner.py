@@ -20,6 +20,10 @@ TRAIN_JOB = "train_models"
 REGISTER_JOB = "register_and_deploy_job"
 
 
+# Run config that keeps in-process runs from printing every Dagster event (they are all in the instance).
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+
+
 class RunFailedError(BiodivError):
     """A Dagster run of ours failed; the message is the failing step's own error."""
 
@@ -79,6 +83,7 @@ def train_partition(
     seed: int | None = None,
     num_threads: int | None = None,
     correlation_id: str | None = None,
+    quiet: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Add the (site, species) partition and materialize its training assets; RunFailedError on failure."""
     from biodiv_dagster.config import training_run_config
@@ -102,7 +107,16 @@ def train_partition(
     return result
 
 
-def register_new_models(instance: dg.DagsterInstance, after_storage_id: int | None, partitions=None) -> list[str]:
+def _quiet(run_config: dg.RunConfig | None, quiet: bool) -> dg.RunConfig | None:
+    if not quiet:
+        return run_config
+    run_config = run_config or dg.RunConfig()
+    return dg.RunConfig(ops=run_config.ops, resources=run_config.resources, loggers=QUIET_LOGGERS)
+
+
+def register_new_models(
+    instance: dg.DagsterInstance, after_storage_id: int | None, partitions=None, quiet: bool = False
+) -> list[str]:
     """Run the registration sensor's requests for deployable_model events after ``after_storage_id`` in process.
 
     ``partitions`` limits it to those partition keys. Returns the run ids of the register-and-deploy runs.
@@ -120,7 +134,11 @@ def register_new_models(instance: dg.DagsterInstance, after_storage_id: int | No
                 _defs()
                 .resolve_job_def(REGISTER_JOB)
                 .execute_in_process(
-                    instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+                    instance=instance,
+                    partition_key=request.partition_key,
+                    tags=request.tags,
+                    run_config=_quiet(None, quiet),
+                    raise_on_error=False,
                 )
             )
             if not result.success:
@@ -188,6 +206,7 @@ def run_partition(
     n_folds: int | None = None,
     seed: int | None = None,
     num_threads: int | None = None,
+    quiet: bool = False,
 ) -> PartitionOutcome:
     """Train one partition through Dagster, then register and (past the gate) deploy its model."""
     from biodiv_core.naming import slugify
@@ -205,8 +224,9 @@ def run_partition(
         seed=seed,
         num_threads=num_threads,
         correlation_id=correlation_id,
+        quiet=quiet,
     )
-    register_new_models(instance, before, partitions={key})
+    register_new_models(instance, before, partitions={key}, quiet=quiet)
     summary = partition_summary(instance, key)
     summary["correlation_id"] = correlation_id
     return PartitionOutcome(site, species, key, correlation_id, result.run_id, summary)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -90,25 +91,26 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import logging
-
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.runner import run_partition
 
     _use_data_root(args.data_root)
-    _quiet_dagster_logs(logging)
-    outcome = run_partition(
-        get_instance(),
-        args.site,
-        args.species,
-        max_evals=args.max_evals,
-        n_folds=args.folds,
-        seed=args.seed,
-        num_threads=args.num_threads,
-    )
+    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.
+    with _stdout_to_stderr(args.json):
+        outcome = run_partition(
+            get_instance(),
+            args.site,
+            args.species,
+            max_evals=args.max_evals,
+            n_folds=args.folds,
+            seed=args.seed,
+            num_threads=args.num_threads,
+            quiet=True,
+        )
     summary = outcome.summary
     if args.json:
-        print(json.dumps(summary, default=str))
+        print(json.dumps(summary, default=str), flush=True)
     else:
         print(
             f"{outcome.partition}: {summary['rows']} rows, ROC-AUC {summary['roc_auc']:.4f}, "
@@ -119,11 +121,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_dagster_logs(logging) -> None:
-    # In-process runs print every Dagster event to stderr; keep the terminal to warnings and our output.
-    os.environ.setdefault("DAGSTER_CLI_LOG_LEVEL", "WARNING")
-    for name in ("dagster", "dagster.builtin"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool):
+    """Point file descriptor 1 (and sys.stdout) at stderr, for this process and the steps it starts."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def ensure_sample_data(rows: int) -> str | None:
@@ -144,15 +156,13 @@ def ensure_sample_data(rows: int) -> str | None:
 
 
 def cmd_main(args: argparse.Namespace) -> int:
-    import logging
-
     from biodiv_core import settings
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.partitions import partition_key
     from biodiv_dagster.runner import latest_storage_id, partition_summary, register_new_models, train_partition
     from biodiv_dagster.sync import sync_partitions
 
-    _quiet_dagster_logs(logging)
+    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
     started = time.monotonic()
     generated = ensure_sample_data(args.rows)
     if generated:
@@ -183,6 +193,7 @@ def cmd_main(args: argparse.Namespace) -> int:
                 n_folds=args.folds,
                 seed=args.seed,
                 num_threads=args.num_threads,
+                quiet=True,
             )
         except Exception as exc:  # one bad partition must not stop the others; reported below
             failures.append(f"{site} x {species}: {exc}")
@@ -190,7 +201,7 @@ def cmd_main(args: argparse.Namespace) -> int:
             continue
         print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
-    register_new_models(instance, before, partitions=keys)
+    register_new_models(instance, before, partitions=keys, quiet=True)
 
     rows = [partition_summary(instance, str(partition_key(a, b))) for a, _, b, _ in pairs]
     print()

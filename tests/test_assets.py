@@ -1,0 +1,133 @@
+"""Training assets through Dagster with the local launcher: one partition end to end, inputs from metadata."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from biodiv_core import settings
+from biodiv_core.errors import ConfigError
+from biodiv_core.generate import generate_datastore
+from biodiv_dagster.assets import training_assets
+from biodiv_dagster.config import load_run_defaults, training_run_config
+from biodiv_dagster.correlation import correlation_id_from_tags
+from biodiv_dagster.instance import get_instance
+from biodiv_dagster.launcher import StepLauncher
+from biodiv_dagster.sync import add_partition
+
+PARTITION = "everglades|cygnus-buccinator"
+TINY = dict(max_evals=2, n_folds=3, seed=11, num_threads=1)
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    generate_datastore(root, sites=["everglades"], species=["Cygnus buccinator"], rows=500, seed=2)
+    monkeypatch.setenv("BIODIV_DATA_ROOT", str(root))
+    return root
+
+
+def _materialize(instance, selection, tags=None, raise_on_error=True):
+    return dg.materialize(
+        training_assets,
+        selection=selection,
+        instance=instance,
+        partition_key=PARTITION,
+        resources={"step_launcher": StepLauncher()},
+        run_config=training_run_config(selection, **TINY),
+        tags=tags or {},
+        raise_on_error=raise_on_error,
+    )
+
+
+def _latest(instance, asset):
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[PARTITION]), limit=1
+    ).records
+    return {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
+
+
+def test_one_partition_end_to_end_reading_inputs_from_metadata(data, tmp_path):
+    instance = get_instance()
+    add_partition(instance, "everglades", "Cygnus buccinator")
+    first = _materialize(instance, ["prepared_data"], tags={"correlation_id": "corr-e2e"})
+    prepared = _latest(instance, "prepared_data")
+    assert prepared["path"] == str(
+        settings.storage_root() / "prepared_data" / "everglades" / "cygnus-buccinator" / first.run_id
+    )
+
+    # Move the prepared folder and say so in a new materialization: downstream must follow the metadata.
+    moved = tmp_path / "moved-prepared"
+    shutil.copytree(prepared["path"], moved)
+    shutil.rmtree(prepared["path"])
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "prepared_data", partition=PARTITION, metadata={**prepared, "path": dg.MetadataValue.path(str(moved))}
+        )
+    )
+
+    rest = _materialize(
+        instance,
+        ["best_parameters", "train_test_split", "scores", "deployable_model"],
+        tags={"correlation_id": "corr-e2e"},
+    )
+    assert rest.success
+    best, split = _latest(instance, "best_parameters"), _latest(instance, "train_test_split")
+    scores, model = _latest(instance, "scores"), _latest(instance, "deployable_model")
+    for asset, metadata in [("best_parameters", best), ("train_test_split", split), ("scores", scores)]:
+        assert metadata["path"] == str(
+            settings.storage_root() / asset / "everglades" / "cygnus-buccinator" / rest.run_id
+        )
+        assert Path(metadata["path"]).is_dir()
+        assert metadata["correlation_id"] == "corr-e2e"
+        assert metadata["species"] == "Cygnus buccinator" and metadata["site"] == "everglades"
+    assert split["train_rows"] + split["test_rows"] == prepared["rows"]
+    assert best["max_evals"] == 2 and best["n_folds"] == 3 and best["num_threads"] == 1
+    assert isinstance(best["best_parameters"], dict) and 0.5 < best["best_cv_auc"] <= 1
+    assert 0.5 < scores["roc_auc"] <= 1 and Path(scores["confusion_matrix"]).is_file()
+    assert Path(model["model_path"], "MLmodel").is_file()
+    assert model["model_uri"] == Path(model["model_path"]).as_uri()
+
+    checks = {e.check_name: e.passed for e in rest.get_asset_check_evaluations()}
+    assert checks == {"roc_auc_above_floor": True}
+
+    # The MLflow runs carry the correlation id.
+    import mlflow
+
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri())
+    assert "corr-e2e" in client.get_run(scores["mlflow_run_id"]).data.tags.values()
+
+
+def test_downstream_without_upstream_fails_clearly(data):
+    instance = get_instance()
+    add_partition(instance, "everglades", "Cygnus buccinator")
+    result = _materialize(instance, ["scores"], raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert (
+        "best_parameters has not been materialized for partition"
+        in failure.step_failure_data.user_failure_data.description
+    )
+
+
+def test_run_config_defaults_come_from_file_then_environment(tmp_path, monkeypatch):
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "run.yml").write_text("max_evals: 7\nn_folds: 4\nauc_floor: 0.7\n")
+    monkeypatch.setenv("BIODIV_CONFIG_DIR", str(folder))
+    defaults = load_run_defaults()
+    assert (defaults.max_evals, defaults.n_folds, defaults.auc_floor) == (7, 4, 0.7)
+    monkeypatch.setenv("BIODIV_MAX_EVALS", "3")
+    assert load_run_defaults().max_evals == 3
+    monkeypatch.setenv("BIODIV_N_FOLDS", "1")
+    with pytest.raises(ConfigError, match="n_folds=1"):
+        load_run_defaults()
+    with pytest.raises(ConfigError, match="max_evals=0"):
+        training_run_config(max_evals=0)
+
+
+def test_correlation_id_prefers_tag_then_backfill_then_run():
+    assert correlation_id_from_tags({"correlation_id": "c", "dagster/backfill": "b"}, "r") == "c"
+    assert correlation_id_from_tags({"dagster/backfill": "b"}, "r") == "b"
+    assert correlation_id_from_tags({}, "r") == "r"
