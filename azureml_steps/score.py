@@ -15,7 +15,30 @@ from typing import Any
 from azureml_steps import _cli, reporting
 
 ASSET_KEY = "scores"
-IMAGES = {"confusion_matrix": "confusion_matrix.png", "classification_report": "classification_report.png"}
+IMAGES = {
+    "confusion_matrix": "confusion_matrix.png",
+    "classification_report": "classification_report.png",
+    # issue 7
+    "calibration_curve": "calibration_curve.png",
+    "importance": "explanations/importance.png",
+    "shap_summary": "explanations/shap_summary.png",
+    "response_curves": "explanations/response_curves.png",
+}
+# Issue 7 numbers of the score stage (biodiv_core.model_quality), reported when present.
+QUALITY_NUMBERS = (
+    "threshold",
+    "tss",
+    "kappa",
+    "sensitivity",
+    "specificity",
+    "brier",
+    "boyce",
+    "baseline_roc_auc",
+    "lift",
+    "roc_auc_random_cv",
+    "roc_auc_spatial_cv",
+    "optimism_gap",
+)
 # Inline images above this size are left out of the metadata (the PNG path is still reported).
 MAX_INLINE_IMAGE_BYTES = 200_000
 logger = logging.getLogger("azureml_steps.score")
@@ -81,6 +104,13 @@ def scores_metadata(summary: dict[str, Any], output: str, correlation_id: str | 
     for key in ("mlflow_run_id", "mlflow_run_uri"):
         if summary.get(key):
             metadata[key] = reporting.text(summary[key])
+    for key in QUALITY_NUMBERS:
+        if summary.get(key) is not None:
+            metadata[key] = reporting.number(summary[key])
+    if summary.get("top_features"):
+        metadata["top_features"] = reporting.as_json(list(summary["top_features"]))
+    if summary.get("cv_strategy"):
+        metadata["cv_strategy"] = reporting.text(str(summary["cv_strategy"]))
     return metadata
 
 

@@ -30,6 +30,13 @@ def build_parser():
     p.add_argument("--max-evals", type=int, required=True, help="hyperopt evaluations")
     p.add_argument("--seed", type=int, required=True, help="random seed (split and tuning)")
     p.add_argument("--num-threads", type=int, required=True, help="LightGBM threads (never left to LightGBM)")
+    p.add_argument(
+        "--cv-strategy",
+        default="random",
+        choices=("random", "spatial_blocks", "checkerboard"),
+        help="tuning folds (issue 7): random k-fold, or spatial blocks / checkerboard from the coordinates",
+    )
+    p.add_argument("--block-size-km", type=float, default=20.0, help="block size of the spatial strategies")
     return p
 
 
@@ -43,6 +50,8 @@ def main(
     seed: int,
     num_threads: int,
     correlation_id: str | None = None,
+    cv_strategy: str = "random",
+    block_size_km: float = 20.0,
 ) -> dict:
     from biodiv_core.stages import run_train
 
@@ -56,6 +65,8 @@ def main(
         seed=seed,
         num_threads=num_threads,
         correlation_id=correlation_id,
+        cv_strategy=cv_strategy,
+        block_size_km=block_size_km,
     )
     reporting.report(BEST_KEY, best_parameters_metadata(summary, best_parameters, correlation_id))
     reporting.report(SPLIT_KEY, split_metadata(summary, split, correlation_id))
@@ -118,6 +129,14 @@ def best_parameters_metadata(summary: dict[str, Any], output: str, correlation_i
     for key in ("n_folds", "max_evals", "seed", "num_threads"):
         if summary.get(key) is not None:
             metadata[key] = reporting.integer(summary[key])
+    # Issue 7: random vs spatial CV AUC on the training rows and the TSS threshold chosen on their folds.
+    quality = summary.get("cv_quality") or {}
+    for key in ("threshold", "roc_auc_random_cv", "roc_auc_spatial_cv", "optimism_gap", "tss_cv", "block_size_km"):
+        if quality.get(key) is not None:
+            metadata[key] = reporting.number(quality[key])
+    for key in ("cv_strategy", "spatial_cv_error"):
+        if quality.get(key):
+            metadata[key] = reporting.text(str(quality[key]))
     return metadata
 
 

@@ -147,3 +147,52 @@ def test_stages_use_spatial_cv_and_carry_the_threshold_to_the_deployed_model(tmp
     assert model_threshold(deployed["model_uri"]) == pytest.approx(quality["threshold"])
     with pytest.raises(ConfigError, match="cv_strategy"):
         stages.run_train(prepared, params, tmp_path / "b2", tmp_path / "s2", 3, 2, 0, 1, cv_strategy="blocks")
+
+
+def test_steps_take_the_cv_strategy_and_report_the_issue7_metadata(tmp_path, capsys):
+    """azureml_steps.train/score in-process: --cv-strategy/--block-size-km reach the stage; metadata has the numbers."""
+    from azureml_steps import score as score_step
+    from azureml_steps import train as train_step
+    from biodiv_core.datastore import features_dir, species_dir
+    from biodiv_core.generate import generate_datastore
+    from biodiv_core.prep import run_prep
+
+    args = train_step.build_parser().parse_args(
+        ["--prepared", "p", "--params-config", "c", "--best-parameters", "b", "--split", "s"]
+        + ["--n-folds", "3", "--max-evals", "1", "--seed", "0", "--num-threads", "1"]
+    )
+    assert (args.cv_strategy, args.block_size_km) == ("random", 20.0)
+    with pytest.raises(SystemExit):
+        train_step.build_parser().parse_args(["--cv-strategy", "blocks"])
+
+    species = "Lynx canadensis"
+    generate_datastore(tmp_path / "data", sites=["everglades"], species=[species], rows=800, seed=2)
+    prepared = tmp_path / "prepared"
+    run_prep(
+        features_dir(tmp_path / "data", "everglades"), species_dir(tmp_path / "data", "everglades"), species, prepared
+    )
+    from biodiv_core import settings
+
+    config = settings.config_dir() / "lgbm_params.yml"
+    best, split = tmp_path / "best", tmp_path / "split"
+    train_step.main(str(prepared), str(config), str(best), str(split), 3, 1, 0, 1, "c", "checkerboard", 10.0)
+    score_step.main(str(best), str(split), str(tmp_path / "scores"), 1, "c")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("biodiv-report ")]
+    reported = {r["asset_key"]: r["metadata"] for r in (json.loads(line.split(" ", 1)[1]) for line in lines)}
+    best_meta, scores_meta = reported["best_parameters"], reported["scores"]
+    assert best_meta["cv_strategy"] == "checkerboard" and best_meta["block_size_km"] == 10.0
+    assert 0 < best_meta["threshold"] < 1 and best_meta["threshold"] == scores_meta["threshold"]
+    for key in (
+        "tss",
+        "kappa",
+        "brier",
+        "boyce",
+        "baseline_roc_auc",
+        "lift",
+        "roc_auc_random_cv",
+        "roc_auc_spatial_cv",
+    ):
+        assert isinstance(scores_meta[key], float), key
+    assert len(scores_meta["top_features"]) == 5
+    assert scores_meta["calibration_curve_image"].startswith("![calibration_curve](data:image/png;base64,")
+    assert scores_meta["response_curves"].endswith("explanations/response_curves.png")
