@@ -11,6 +11,8 @@ import math
 import os
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
@@ -22,17 +24,26 @@ ID_COLUMN = "gbifid"
 _OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
+def local_model_path(model_uri: str | os.PathLike) -> str:
+    """``file://`` URIs as plain paths: MLflow's ``Model.load`` does not accept them (other URIs pass through)."""
+    text = os.fspath(model_uri)
+    if text.startswith("file:"):
+        return url2pathname(urlparse(text).path)
+    return text
+
+
 def load_model(model_uri: str):
     """The LightGBM model (Booster or LGBMClassifier) saved at an MLflow model folder or URI."""
     import mlflow.lightgbm
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
+    model_uri = local_model_path(model_uri)
     try:
         flavors = Model.load(model_uri).flavors
     except (MlflowException, OSError) as exc:
         raise NotFoundError(
-            f"No MLflow model at {model_uri!r} (expected a folder with an MLmodel file): "
+            f"No MLflow model at {model_uri!r} (expected a folder with an MLmodel file; {exc}): "
             "check the path, or register and deploy the model first."
         ) from exc
     if "lightgbm" not in flavors:
@@ -47,7 +58,7 @@ def model_threshold(model_uri: str) -> float:
     """Decision threshold carried in the MLmodel ``metadata`` (key ``threshold``), else 0.5."""
     from mlflow.models import Model
 
-    metadata = Model.load(model_uri).metadata or {}
+    metadata = Model.load(local_model_path(model_uri)).metadata or {}
     return validate_threshold(float(metadata.get("threshold", DEFAULT_THRESHOLD)))
 
 

@@ -45,7 +45,7 @@ def test_output_matches_the_deployed_models_own_predictions(models, tmp_path, ca
     source = _input_file(tmp_path / "features.csv", features)
     expected = plain.predict(features[FEATURES])
 
-    _deploy(plain_dir)
+    _deploy(plain_dir.as_uri())  # as the training asset reports it: a file:// model URI
     out = tmp_path / "out" / "predictions.parquet"
     args = ["batch-score", "--site", SITE, "--species", SPECIES, "--input", str(source), "--output", str(out)]
     assert main([*args, "--json"]) == 0
