@@ -213,6 +213,8 @@ def best_parameters_and_split(
             "max-evals": config.max_evals,
             "seed": config.seed,
             "num-threads": config.threads(),
+            "cv-strategy": config.cv_strategy,
+            "block-size-km": config.block_size_km,
         },
         asset_keys={"best-parameters": "best_parameters", "split": "train_test_split"},
         correlation_id=cid,

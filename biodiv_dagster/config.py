@@ -1,7 +1,8 @@
 """Run configuration of the training assets and where its defaults come from.
 
 Precedence: the run's config (launchpad, `biodiv run --max-evals`) > environment variables
-(``BIODIV_MAX_EVALS``, ``BIODIV_N_FOLDS``, ``BIODIV_SEED``, ``BIODIV_NUM_THREADS``, ``BIODIV_AUC_FLOOR``)
+(``BIODIV_MAX_EVALS``, ``BIODIV_N_FOLDS``, ``BIODIV_SEED``, ``BIODIV_NUM_THREADS``, ``BIODIV_AUC_FLOOR``,
+``BIODIV_CV_STRATEGY``, ``BIODIV_BLOCK_SIZE_KM``)
 > ``config/run.yml``. Defaults are read when the definitions load, so the launchpad shows them.
 """
 
@@ -24,8 +25,18 @@ _ENV = {
     "seed": "BIODIV_SEED",
     "num_threads": "BIODIV_NUM_THREADS",
     "auc_floor": "BIODIV_AUC_FLOOR",
+    "cv_strategy": "BIODIV_CV_STRATEGY",
+    "block_size_km": "BIODIV_BLOCK_SIZE_KM",
 }
-_BUILTIN = {"max_evals": 20, "n_folds": 5, "seed": 42, "num_threads": 0, "auc_floor": 0.6}
+_BUILTIN = {
+    "max_evals": 20,
+    "n_folds": 5,
+    "seed": 42,
+    "num_threads": 0,
+    "auc_floor": 0.6,
+    "cv_strategy": "random",  # issue 7: random | spatial_blocks | checkerboard
+    "block_size_km": 20.0,
+}
 MAX_CONCURRENT_RUNS = 2  # keep in step with run_queue.max_concurrent_runs in config/dagster.yaml
 
 
@@ -36,6 +47,8 @@ class RunDefaults:
     seed: int
     num_threads: int
     auc_floor: float
+    cv_strategy: str = "random"
+    block_size_km: float = 20.0
 
 
 def cpu_budget_threads(concurrent_runs: int = MAX_CONCURRENT_RUNS) -> int:
@@ -72,11 +85,22 @@ def load_run_defaults() -> RunDefaults:
             seed=int(values["seed"]),
             num_threads=int(values["num_threads"]),
             auc_floor=float(values["auc_floor"]),
+            cv_strategy=str(values["cv_strategy"]),
+            block_size_km=float(values["block_size_km"]),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Run defaults in {path} or {sorted(_ENV.values())} are not numbers: {exc}.") from exc
     validate(defaults.max_evals, defaults.n_folds, defaults.num_threads, defaults.auc_floor)
+    validate_cv(defaults.cv_strategy, defaults.block_size_km)
     return defaults
+
+
+def validate_cv(cv_strategy: str, block_size_km: float) -> None:
+    from biodiv_core.spatial_cv import validate_strategy
+
+    validate_strategy(cv_strategy)
+    if not block_size_km > 0:
+        raise ConfigError(f"block_size_km={block_size_km}: spatial blocks need a positive size in km; use e.g. 20.")
 
 
 def validate(max_evals: int, n_folds: int, num_threads: int, auc_floor: float) -> None:
@@ -104,12 +128,18 @@ class TrainingConfig(dg.Config):
         description="LightGBM threads per step; 0 = CPU cores / concurrent runs (never LightGBM's default)",
     )
     auc_floor: float = Field(default=_DEFAULTS.auc_floor, description="ROC-AUC floor of the scores check")
+    cv_strategy: str = Field(
+        default=_DEFAULTS.cv_strategy,
+        description="tuning folds: random (as the seed), spatial_blocks or checkerboard (need coordinates)",
+    )
+    block_size_km: float = Field(default=_DEFAULTS.block_size_km, description="block size of the spatial folds")
 
     def threads(self) -> int:
         return self.num_threads or cpu_budget_threads()
 
     def checked(self) -> TrainingConfig:
         validate(self.max_evals, self.n_folds, self.num_threads, self.auc_floor)
+        validate_cv(self.cv_strategy, self.block_size_km)
         return self
 
 

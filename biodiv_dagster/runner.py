@@ -166,6 +166,20 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -
     return {key: getattr(value, "value", value) for key, value in records[0].asset_materialization.metadata.items()}
 
 
+ISSUE7_SCORE_KEYS = (
+    "roc_auc_random_cv",
+    "roc_auc_spatial_cv",
+    "tss",
+    "threshold",
+    "kappa",
+    "boyce",
+    "brier",
+    "baseline_roc_auc",
+    "lift",
+    "top_features",
+)
+
+
 def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str, Any]:
     """What the latest materializations of a partition say (the `biodiv run --json` object)."""
     prepared = _latest_metadata(instance, "prepared_data", partition)
@@ -183,6 +197,8 @@ def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str,
         "n_absent": prepared.get("n_absent"),
         "roc_auc": scored.get("roc_auc"),
         "accuracy": scored.get("accuracy"),
+        # issue 7 (docs/model-quality.md): spatial vs random CV, threshold metrics, baseline, explanations
+        **{key: scored.get(key) for key in ISSUE7_SCORE_KEYS},
         "best_cv_auc": best.get("best_cv_auc"),
         "best_parameters": best.get("best_parameters"),
         "model_uri": model.get("model_uri"),
