@@ -55,3 +55,14 @@ def test_biodiv_run_json_reports_spatial_and_random_cv_threshold_and_baseline(tm
     assert 0 < result["threshold"] < 1 and -1 <= result["tss"] <= 1 and 0 <= result["brier"] <= 1
     assert 0.5 < result["roc_auc_spatial_cv"] <= 1 and 0.5 < result["baseline_roc_auc"] <= 1
     assert isinstance(result["top_features"], list) and len(result["top_features"]) == 5
+
+
+def test_quality_gate_can_require_lift_over_the_baseline():
+    from biodiv_dagster.deployment.gate import decide
+
+    assert decide(0.8, None, has_deployed=False, floor=0.6, lift=-0.02).deploy  # off by default
+    refused = decide(0.8, None, has_deployed=False, floor=0.6, lift=-0.02, min_lift=0.0)
+    assert not refused.deploy and "lift over the baseline -0.0200 is below min_lift 0.0000" in refused.reason
+    missing = decide(0.8, None, has_deployed=False, floor=0.6, min_lift=0.0)
+    assert not missing.deploy and "`lift` missing" in missing.reason
+    assert decide(0.8, 0.79, has_deployed=True, floor=0.6, lift=0.03, min_lift=0.01).deploy

@@ -22,6 +22,8 @@ class QualityGate(dg.ConfigurableResource):
 
     auc_floor: float = gate.DEFAULT_AUC_FLOOR
     auc_tolerance: float = gate.DEFAULT_AUC_TOLERANCE
+    # Issue 7, opt-in: also require test AUC - baseline AUC >= min_lift (None: no lift requirement).
+    min_lift: float | None = None
 
 
 def _correlation_id(context: dg.AssetExecutionContext, upstream: object) -> str:
@@ -89,6 +91,8 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
         "correlation_id": correlation_id,
         "deployable_model_storage_id": model_record.storage_id,
     }
+    if scores_meta.get("lift") is not None:  # issue 7: for the gate's optional min_lift
+        metadata["lift"] = float(scores_meta["lift"])
     if model_meta.get("mlflow_run_uri"):
         metadata["mlflow_run"] = dg.MetadataValue.url(str(model_meta["mlflow_run_uri"]))
     return dg.MaterializeResult(metadata=metadata)
@@ -120,6 +124,8 @@ def batch_deployment(
         has_deployed=current is not None,
         floor=quality_gate.auc_floor,
         tolerance=quality_gate.auc_tolerance,
+        lift=float(registered["lift"]) if registered.get("lift") is not None else None,
+        min_lift=quality_gate.min_lift,
     )
     site, species = _display_names(context.instance, partition)
     endpoint_name = naming.endpoint_name(site, species)

@@ -26,6 +26,8 @@ def decide(
     has_deployed: bool,
     floor: float = DEFAULT_AUC_FLOOR,
     tolerance: float = DEFAULT_AUC_TOLERANCE,
+    lift: float | None = None,
+    min_lift: float | None = None,
 ) -> GateDecision:
     """Decide on a candidate with test ROC-AUC ``roc_auc`` against the deployed version's ``deployed_auc``.
 
@@ -40,6 +42,10 @@ def decide(
         return GateDecision(False, "not deployed: the candidate has no ROC-AUC (scores metadata `roc_auc` missing)")
     if roc_auc < floor:
         return GateDecision(False, f"not deployed: ROC-AUC {roc_auc:.4f} is below the floor {floor:.4f}")
+    # Issue 7, opt-in: the model must beat the quadratic logistic baseline by ``min_lift`` AUC.
+    if min_lift is not None and (lift is None or math.isnan(lift) or lift < min_lift):
+        shown = "unknown (scores metadata `lift` missing)" if lift is None or math.isnan(lift) else f"{lift:.4f}"
+        return GateDecision(False, f"not deployed: lift over the baseline {shown} is below min_lift {min_lift:.4f}")
     if not has_deployed:
         return GateDecision(True, f"deployed: ROC-AUC {roc_auc:.4f} >= floor {floor:.4f} and no version deployed yet")
     if deployed_auc is None or math.isnan(deployed_auc):
