@@ -126,9 +126,10 @@ def test_assets_register_gate_and_deploy_from_upstream_metadata(model_dir, tmp_p
 def test_missing_upstream_metadata_fails_with_a_clear_message():
     with dg.instance_for_test() as instance:
         (partition,) = add_partitions(instance, ["everglades"], ["lynx-canadensis"])
-        with pytest.raises(NotFoundError, match="'deployable_model' has no materialization for partition"):
+        with pytest.raises(dg.Failure, match="'deployable_model' has no materialization for partition") as failure:
             _run(instance, partition)
+        assert isinstance(failure.value.__cause__, NotFoundError)
         report(instance, "deployable_model", partition, correlation_id="x")
         report(instance, "scores", partition, roc_auc=0.9)
-        with pytest.raises(NotFoundError, match="no 'model_path' metadata"):
+        with pytest.raises(dg.Failure, match="no 'model_path' metadata"):
             _run(instance, partition)

@@ -5,7 +5,13 @@ import pytest
 from deployment_helpers import add_partitions, copy_model, report_trained, save_model
 
 from biodiv_core import naming
-from biodiv_dagster.deployment.assets import QualityGate, batch_deployment, register_and_deploy_job, registered_model
+from biodiv_dagster.deployment.assets import (
+    SERIAL_TAG,
+    QualityGate,
+    batch_deployment,
+    register_and_deploy_job,
+    registered_model,
+)
 from biodiv_dagster.deployment.backend import DeploymentBackend
 from biodiv_dagster.deployment.sensor import registration_sensor
 from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG
@@ -34,6 +40,7 @@ def _execute(instance, request):
     job = defs.resolve_job_def(registration_sensor.job_name)
     result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
     assert result.success
+    assert result.dagster_run.tags[SERIAL_TAG] == "serial"  # queued one at a time (config/dagster.yaml)
 
 
 def test_partitions_materialized_between_ticks_are_all_registered_once(model_dir, tmp_path):

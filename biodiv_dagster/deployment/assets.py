@@ -4,10 +4,12 @@ Both read upstream materialization metadata from the instance (model URI from de
 from scores) and talk to the registry and endpoints only through the `deployment_backend` resource.
 """
 
+import functools
+
 import dagster as dg
 
 from biodiv_core import naming
-from biodiv_core.errors import NotFoundError
+from biodiv_core.errors import BiodivError, NotFoundError
 from biodiv_dagster.correlation import CORRELATION_TAG, correlation_id_from_tags
 from biodiv_dagster.deployment import gate
 from biodiv_dagster.deployment.backend import DeploymentBackend
@@ -15,6 +17,7 @@ from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, latest_record, ma
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
 
 GROUP = "biodiv"
+SERIAL_TAG = "biodiv/registration"
 
 
 class QualityGate(dg.ConfigurableResource):
@@ -31,6 +34,19 @@ def _correlation_id(context: dg.AssetExecutionContext, upstream: object) -> str:
     if context.run.tags.get(CORRELATION_TAG) or not upstream:
         return correlation_id_from_tags(context.run.tags, context.run.run_id)
     return str(upstream)
+
+
+def _user_errors(fn):
+    """Bad data/config/missing upstream: a clear failure in the UI, no traceback, no retry."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BiodivError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    return wrapper
 
 
 def _display_names(instance: dg.DagsterInstance, partition: str) -> tuple[str, str]:
@@ -52,6 +68,7 @@ def _display_names(instance: dg.DagsterInstance, partition: str) -> tuple[str, s
     description="The partition's trained model registered in the model registry (a new version per training run), "
     "tagged with its test ROC-AUC, correlation id and partition.",
 )
+@_user_errors
 def registered_model(context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend) -> dg.MaterializeResult:
     partition = context.partition_key
     instance = context.instance
@@ -107,6 +124,7 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
     description="The partition's batch endpoint and the model version it serves. A quality gate decides whether "
     "the newly registered version replaces the deployed one; the decision and its reason are in the metadata.",
 )
+@_user_errors
 def batch_deployment(
     context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, quality_gate: QualityGate
 ) -> dg.MaterializeResult:
@@ -155,4 +173,7 @@ register_and_deploy_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(registered_model, batch_deployment),
     partitions_def=site_species_partitions,
     description="Register a partition's newest deployable model and deploy it if it passes the quality gate.",
+    # One registration run at a time (tag_concurrency_limits in config/dagster.yaml): two runs of one partition
+    # deploying at once would each gate against the same old version and the slower would win.
+    run_tags={SERIAL_TAG: "serial"},
 )
