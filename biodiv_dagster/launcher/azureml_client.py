@@ -106,6 +106,19 @@ class KeyedMessageReader(PipesAzureBlobStorageMessageReader):
             PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: self.include_stdio_in_messages,
         }
 
+    def download_messages(self, cursor: int | None, params: PipesParams) -> tuple[int, str] | None:
+        # The stock reader takes one chunk per poll (1 s apart) and gives up 10 s after the job ends: a
+        # process reattaching to a job that already wrote hundreds of chunks would lose most of them.
+        # Read every chunk already there in one go instead.
+        chunks = []
+        while len(chunks) < 1000:
+            chunk = self.download_messages_chunk(self.counter, params)
+            if not chunk:
+                break
+            chunks.append(chunk.rstrip("\n"))
+            self.counter += 1
+        return (self.counter, "\n".join(chunks)) if chunks else None
+
     def download_messages_chunk(self, index: int, params: PipesParams) -> str | None:
         chunk = super().download_messages_chunk(index, params)
         if chunk:
