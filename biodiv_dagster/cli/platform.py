@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     )
     _training_options(main, default_max_evals=10)
     main.add_argument("--rows", type=int, default=4000, help="points per site of generated sample data")
+    main.add_argument("--parallel", type=int, default=2, help="partitions trained at once (default 2)")
     main.set_defaults(handler=cmd_main)
 
     ui = subparsers.add_parser("ui", help="Start the Dagster UI and daemon (dagster dev) on the local state.")
@@ -159,7 +160,7 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_core import settings
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.partitions import partition_key
-    from biodiv_dagster.runner import latest_storage_id, partition_summary, register_new_models, train_partition
+    from biodiv_dagster.runner import latest_storage_id, partition_summary, register_new_models
     from biodiv_dagster.sync import sync_partitions
 
     os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
@@ -180,26 +181,8 @@ def cmd_main(args: argparse.Namespace) -> int:
         print("error: no partition to train: check config/sites.csv, config/candidate_species.csv and the data store")
         return 2
     before = latest_storage_id(instance, "deployable_model")
-    failures = []
-    for _site_slug, site, _species_slug, species in pairs:
-        t0 = time.monotonic()
-        print(f"training {site} x {species} ...", flush=True)
-        try:
-            train_partition(
-                instance,
-                site,
-                species,
-                max_evals=args.max_evals,
-                n_folds=args.folds,
-                seed=args.seed,
-                num_threads=args.num_threads,
-                quiet=True,
-            )
-        except Exception as exc:  # one bad partition must not stop the others; reported below
-            failures.append(f"{site} x {species}: {exc}")
-            print(f"  failed: {exc}", flush=True)
-            continue
-        print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
+    options = dict(max_evals=args.max_evals, n_folds=args.folds, seed=args.seed, num_threads=args.num_threads)
+    failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
     register_new_models(instance, before, partitions=keys, quiet=True)
 
@@ -216,6 +199,46 @@ def cmd_main(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int) -> list[str]:
+    """Train every (site, species) through Dagster, ``parallel`` partitions at a time; returns the failures.
+
+    Each worker is its own process with its own in-process Dagster run on the shared instance (as
+    `dagster dev` runs do, bounded like run_queue.max_concurrent_runs), so a 2-core machine trains two
+    single-threaded partitions at once instead of one.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from biodiv_core.tracking import ensure_experiment
+
+    ensure_experiment()  # create the MLflow store once, before workers race to migrate it
+    failures = []
+    print(f"training {len(pairs)} partitions through Dagster, {max(1, parallel)} at a time ...", flush=True)
+    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_worker, site, species, options): (site, species) for site, species in pairs}
+        for future in as_completed(futures):
+            site, species = futures[future]
+            error, seconds = future.result()
+            if error:
+                failures.append(f"{site} x {species}: {error}")
+                print(f"  {site} x {species}: FAILED after {seconds:.0f}s: {error}", flush=True)
+            else:
+                print(f"  {site} x {species}: trained in {seconds:.0f}s", flush=True)
+    return failures
+
+
+def _train_worker(site: str, species: str, options: dict) -> tuple[str | None, float]:
+    from biodiv_dagster.instance import get_instance
+    from biodiv_dagster.runner import train_partition
+
+    started = time.monotonic()
+    try:
+        train_partition(get_instance(), site, species, quiet=True, **options)
+    except Exception as exc:  # reported by the parent; one bad partition must not stop the others
+        return f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc), time.monotonic() - started
+    return None, time.monotonic() - started
 
 
 def _table(rows: list[dict]) -> str:
