@@ -58,8 +58,12 @@ def cpu_budget_threads(concurrent_runs: int = MAX_CONCURRENT_RUNS) -> int:
     return cpu_budget(concurrent_runs)
 
 
-def load_run_defaults() -> RunDefaults:
-    """Defaults from config/run.yml and the environment, validated (ConfigError names the setting)."""
+def load_run_defaults(check_cv: bool = True) -> RunDefaults:
+    """Defaults from config/run.yml and the environment, validated (ConfigError names the setting).
+
+    ``check_cv=False`` skips the CV-strategy check, which imports numpy/pandas (biodiv_core.spatial_cv):
+    the definitions load it at import time and must stay light; `TrainingConfig.checked()` runs it per run.
+    """
     values: dict[str, object] = dict(_BUILTIN)
     path = settings.config_dir() / RUN_CONFIG_FILE
     if path.is_file():
@@ -91,7 +95,8 @@ def load_run_defaults() -> RunDefaults:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Run defaults in {path} or {sorted(_ENV.values())} are not numbers: {exc}.") from exc
     validate(defaults.max_evals, defaults.n_folds, defaults.num_threads, defaults.auc_floor)
-    validate_cv(defaults.cv_strategy, defaults.block_size_km)
+    if check_cv:
+        validate_cv(defaults.cv_strategy, defaults.block_size_km)
     return defaults
 
 
@@ -114,7 +119,7 @@ def validate(max_evals: int, n_folds: int, num_threads: int, auc_floor: float) -
         raise ConfigError(f"auc_floor={auc_floor}: a ROC-AUC floor lies between 0 and 1; use e.g. 0.6.")
 
 
-_DEFAULTS = load_run_defaults()
+_DEFAULTS = load_run_defaults(check_cv=False)
 
 
 class TrainingConfig(dg.Config):
