@@ -25,6 +25,12 @@ def build_parser():
     )
     p.add_argument("--output", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--site", default=None, help="site name, recorded in the summary and metadata (optional)")
+    p.add_argument(
+        "--min-rows-per-class",
+        type=int,
+        default=None,
+        help="fail (writing nothing) if a class has fewer rows, e.g. the CV folds (optional)",
+    )
     return p
 
 
@@ -35,6 +41,7 @@ def main(
     output: str,
     site: str | None = None,
     correlation_id: str | None = None,
+    min_rows_per_class: int | None = None,
 ) -> dict:
     from biodiv_core.prep import run_prep
 
@@ -45,6 +52,7 @@ def main(
         output=output,
         site=site,
         correlation_id=correlation_id,
+        min_rows_per_class=min_rows_per_class,
     )
     reporting.report(ASSET_KEY, prepared_metadata(summary, output, correlation_id))
     return summary

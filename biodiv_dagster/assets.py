@@ -140,7 +140,8 @@ def prepared_data(
         step="prep",
         inputs={"features": features, "species-dir": gold},
         outputs={"output": step_launcher.output_location("prepared_data", site_slug, species_slug, context.run_id)},
-        params={"species": species, "site": site},
+        # Too few rows of a class for the folds fails prep itself: no output, nothing downstream (issue 6).
+        params={"species": species, "site": site, "min-rows-per-class": config.n_folds},
         asset_keys={"output": "prepared_data"},
         correlation_id=cid,
     )

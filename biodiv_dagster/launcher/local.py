@@ -92,7 +92,12 @@ def _step_failure(spec: StepSpec, error_file: str) -> dg.Failure | None:
     user_error = bool(error.get("user_error"))
     return dg.Failure(
         description=f"Step {spec.step} failed: {error.get('message')}",
-        metadata={"step": spec.step, "error_type": str(error.get("type")), "correlation_id": spec.correlation_id},
+        metadata={
+            "step": spec.step,
+            "error_type": str(error.get("type")),
+            "message": str(error.get("message")),
+            "correlation_id": spec.correlation_id,
+        },
         # Bad data or config fails the same way on every retry.
         allow_retries=not user_error,
     )

@@ -1,0 +1,153 @@
+"""Shared by the issue-6 tests: a tiny valid data store, the bad-input cases that break it, and state scanners.
+
+Each bad-input case breaks exactly one thing of a valid store (the list of issue 2 / tests/test_bad_input_data.py)
+and names a fragment of the message the user must see.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SITE = "everglades"
+SPECIES = "Cygnus buccinator"
+GOLD = "cygnus_buccinator_golddata.csv"
+PARTITION = "everglades|cygnus-buccinator"
+FEATURES_FILE = "everglades_features.csv"
+
+
+def valid_tables(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    features = pd.DataFrame(
+        {
+            "gbifID": np.arange(1000, 1000 + n),
+            "decimalLatitude": np.linspace(25.2, 26.0, n),
+            "decimalLongitude": np.linspace(-81.0, -80.0, n),
+            "elevation": np.linspace(0, 30, n).round(2),
+            "ndvi": np.linspace(0.1, 0.8, n).round(3),
+            "land_cover": ["forest", "grassland", "wetland", "shrubland"] * (n // 4),
+        }
+    )
+    gold = pd.DataFrame({"gbifID": features["gbifID"], "occurrenceStatus": ["PRESENT", "ABSENT"] * (n // 2)})
+    return features, gold
+
+
+def write_store(root: Path, features, gold, site: str = SITE) -> tuple[Path, Path]:
+    """Write ``<root>/<site>-training-{features,species}/1/``; a str table is written as raw file text."""
+    fdir, sdir = root / f"{site}-training-features" / "1", root / f"{site}-training-species" / "1"
+    fdir.mkdir(parents=True, exist_ok=True)
+    sdir.mkdir(parents=True, exist_ok=True)
+    for frame, path in ((features, fdir / FEATURES_FILE), (gold, sdir / GOLD)):
+        if isinstance(frame, str):
+            path.write_text(frame)
+        else:
+            frame.to_csv(path, index=False)
+    return fdir, sdir
+
+
+@dataclass(frozen=True)
+class BadInput:
+    name: str
+    make: Callable[[pd.DataFrame, pd.DataFrame], tuple[object, object]]
+    fragment: str  # part of the message the user must see
+
+
+def _ids(features, gold, bad):
+    features = features.copy()
+    features["gbifID"] = features["gbifID"].astype(object)
+    features.loc[7, "gbifID"] = bad
+    return features, gold
+
+
+def _missing_id(features, gold):
+    features = features.copy()
+    features["gbifID"] = features["gbifID"].astype(float)
+    features.loc[2, "gbifID"] = np.nan
+    return features, gold
+
+
+def _set(frame, column, values, rows=None):
+    frame = frame.copy()
+    if rows is None:
+        frame[column] = values
+    else:
+        frame.loc[rows, column] = values
+    return frame
+
+
+BAD_INPUTS = [
+    BadInput("features_without_gbifid", lambda f, g: (f.rename(columns={"gbifID": "id"}), g), "'gbifid'"),
+    BadInput("gold_without_gbifid", lambda f, g: (f, g.rename(columns={"gbifID": "key"})), "'gbifid'"),
+    BadInput(
+        "gold_without_occurrencestatus",
+        lambda f, g: (f, g.rename(columns={"occurrenceStatus": "status"})),
+        "'occurrencestatus'",
+    ),
+    BadInput(
+        "status_not_present_absent",
+        lambda f, g: (f, _set(g, "occurrenceStatus", ["maybe", "1", "maybe", "PRESENT", "Unknown"], g.index < 5)),
+        "PRESENT or ABSENT",
+    ),
+    BadInput(
+        "one_class_after_join",
+        lambda f, g: (f, _set(g, "gbifID", g["gbifID"] + 10_000 * (g["occurrenceStatus"] == "ABSENT"))),
+        "Add ABSENT records",
+    ),
+    BadInput(
+        "fewer_rows_of_a_class_than_folds",
+        lambda f, g: (f, _set(g, "occurrenceStatus", ["ABSENT"] * (len(g) - 2) + ["PRESENT"] * 2)),
+        "class PRESENT has 2 rows",
+    ),
+    BadInput("duplicate_ids_in_features", lambda f, g: (_set(f, "gbifID", 1004, 5), g), "1 duplicate ids"),
+    BadInput("duplicate_ids_in_gold", lambda f, g: (f, pd.concat([g, g.iloc[[3, 7]]])), "2 duplicate ids"),
+    BadInput("text_id", lambda f, g: _ids(f, g, "abc"), "integer ids"),
+    BadInput("fractional_id", lambda f, g: _ids(f, g, "12.5"), "integer ids"),
+    BadInput("overflowing_id", lambda f, g: _ids(f, g, "1e400"), "integer ids"),
+    BadInput("missing_id", _missing_id, "'gbifid' is empty in 1 rows"),
+    BadInput("empty_features_file", lambda f, g: ("", g), "is empty"),
+    BadInput("empty_gold_file", lambda f, g: (f, ""), "is empty"),
+    BadInput("header_only_gold", lambda f, g: (f, "gbifID,occurrenceStatus\n"), "no rows"),
+    BadInput("gold_without_any_status", lambda f, g: (f, _set(g, "occurrenceStatus", None)), "has no values"),
+    BadInput("no_overlap", lambda f, g: (f, _set(g, "gbifID", g["gbifID"] + 50_000)), "share no rows"),
+    BadInput("feature_column_all_null", lambda f, g: (_set(f, "ndvi", np.nan), g), "'ndvi' has no values"),
+    BadInput(
+        "no_feature_columns", lambda f, g: (f[["gbifID", "decimalLatitude", "decimalLongitude"]], g), "no feature"
+    ),
+    BadInput("binary_garbage_features", lambda f, g: ("\x00\x01\x02\xff,\n\x00,\x00\n", g), FEATURES_FILE),
+]
+BAD_INPUT_IDS = [case.name for case in BAD_INPUTS]
+
+
+def bad_store(root: Path, case: BadInput, n: int = 40) -> tuple[Path, Path]:
+    return write_store(root, *case.make(*valid_tables(n)))
+
+
+# --- scanners ----------------------------------------------------------------------------------
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in Path(root).rglob("*") if p.is_file()]
+
+
+def sqlite_text(path: Path) -> str:
+    """Every text/blob cell of every table of a SQLite file, as one string (to grep for leaks)."""
+    parts = []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = [row[0] for row in db.execute("select name from sqlite_master where type='table'")]
+        for table in tables:
+            for row in db.execute(f'select * from "{table}"'):
+                for cell in row:
+                    if isinstance(cell, bytes):
+                        parts.append(cell.decode("utf-8", "replace"))
+                    elif cell is not None:
+                        parts.append(str(cell))
+    return "\n".join(parts)
+
+
+def is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(16) == b"SQLite format 3\x00"
