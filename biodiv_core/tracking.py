@@ -30,8 +30,10 @@ def ensure_experiment(name: str | None = None) -> str:
     from mlflow.exceptions import MlflowException
 
     name = name or experiment_name()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
-    existing = mlflow.get_experiment_by_name(name)
+    uri = settings.mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with _sqlite_store_lock(uri):
+        existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
     root = settings.mlflow_artifact_root()
@@ -44,6 +46,29 @@ def ensure_experiment(name: str | None = None) -> str:
         if existing is None:
             raise
         return existing.experiment_id
+
+
+@contextlib.contextmanager
+def _sqlite_store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite store while MLflow first opens it.
+
+    MLflow creates a new store's tables on first use without any lock: two steps of a parallel backfill
+    starting on a fresh BIODIV_HOME both run CREATE TABLE and one fails ("table latest_metrics already
+    exists"; seen in benchmarks/backfill.py). Later opens find the tables and pass straight through.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = uri[len("sqlite:///") :] + ".lock"
+    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_tags(**tags) -> dict[str, str]:
