@@ -97,7 +97,9 @@ def train_partition(
         .execute_in_process(
             instance=instance,
             partition_key=key,
-            run_config=training_run_config(max_evals=max_evals, n_folds=n_folds, seed=seed, num_threads=num_threads),
+            run_config=_quiet(
+                training_run_config(max_evals=max_evals, n_folds=n_folds, seed=seed, num_threads=num_threads), quiet
+            ),
             tags={CORRELATION_TAG: correlation_id or new_correlation_id()},
             raise_on_error=False,
         )
