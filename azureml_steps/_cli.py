@@ -11,7 +11,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -84,11 +86,25 @@ def _write_error_file(exc: BaseException, user_error: bool) -> None:
         pass  # the message is on stderr anyway
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM (main thread only: steps also run in-process in tests); return the old one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def run_step(step: str, main: Callable[..., Any], kwargs: dict[str, Any]) -> int:
     """Call ``main(**kwargs)`` inside the reporting session and turn errors into exit codes."""
     from biodiv_core.errors import BiodivError
 
     kwargs = dict(kwargs)
+    # SIGTERM (a cancelled AzureML job, `kill`, a container stop) unwinds like Ctrl-C: MLflow runs end FAILED
+    # and half-written output folders are removed, instead of the process vanishing mid-write.
+    previous = _on_sigterm(_terminated)
     kwargs["correlation_id"] = resolve_correlation_id(kwargs.get("correlation_id"))
     configure_logging(kwargs["correlation_id"])
     logger.info("step %s starting", step)
@@ -107,6 +123,9 @@ def run_step(step: str, main: Callable[..., Any], kwargs: dict[str, Any]) -> int
             traceback.print_exc()
             reporting.log_error(f"step {step} failed with an unexpected {type(exc).__name__}: {exc}")
             _write_error_file(exc, user_error=False)
+        finally:
+            if previous is not None:
+                _on_sigterm(previous)
     if code == 0:
         logger.info("step %s done", step)
     return code

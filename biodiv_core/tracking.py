@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_EXPERIMENT = "biodiv"
 EXPERIMENT_ENV = "BIODIV_MLFLOW_EXPERIMENT"
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+RUN_FILE_ENV = "BIODIV_MLFLOW_RUN_FILE"  # where a step lists the MLflow runs it started (see _note_run)
 
 
 def experiment_name() -> str:
@@ -104,11 +105,37 @@ def tracked_run(
         name = run_name or "-".join(p for p in (step, site, species) if p)
         run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags)
     try:
+        _note_run(run.info.run_id)
         yield run
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+
+
+def _note_run(run_id: str) -> None:
+    """Append the run id to ``$BIODIV_MLFLOW_RUN_FILE`` (set by the local launcher).
+
+    A step killed with SIGKILL (OOM killer, a hard stop) cannot end its own run; the launcher reads this
+    file after the process died and marks runs still RUNNING as FAILED.
+    """
+    target = os.environ.get(RUN_FILE_ENV)
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(run_id + "\n")
+
+
+def fail_unfinished_runs(run_ids: list[str]) -> list[str]:
+    """Mark those of ``run_ids`` still RUNNING as FAILED (their process is gone); return the ids changed."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri())
+    changed = []
+    for run_id in run_ids:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="FAILED")
+            changed.append(run_id)
+    return changed
 
 
 def _param_value(value) -> str:

@@ -21,6 +21,7 @@ from biodiv_dagster.correlation import correlation_id
 from biodiv_dagster.data_versions import data_version_string
 from biodiv_dagster.launcher import StepLauncher, StepSpec
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+from biodiv_dagster.retry import STEP_RETRY_POLICY
 from biodiv_dagster.sync import resolve_names
 
 GROUP = "biodiv"
@@ -109,6 +110,7 @@ def _run(launcher: StepLauncher, context: dg.AssetExecutionContext, spec: StepSp
 
 @dg.asset(
     partitions_def=site_species_partitions,
+    retry_policy=STEP_RETRY_POLICY,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "parquet"},
@@ -173,6 +175,7 @@ def prepared_data(
 @dg.multi_asset(
     name="best_parameters_and_split",
     partitions_def=site_species_partitions,
+    retry_policy=STEP_RETRY_POLICY,
     specs=[
         dg.AssetSpec(
             "best_parameters",
@@ -232,6 +235,7 @@ def best_parameters_and_split(
 
 @dg.asset(
     partitions_def=site_species_partitions,
+    retry_policy=STEP_RETRY_POLICY,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "lightgbm", "mlflow"},
@@ -274,6 +278,7 @@ def scores(
 
 @dg.asset(
     partitions_def=site_species_partitions,
+    retry_policy=STEP_RETRY_POLICY,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "lightgbm", "mlflow"},

@@ -15,6 +15,7 @@ from biodiv_dagster.deployment import gate
 from biodiv_dagster.deployment.backend import DeploymentBackend
 from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, latest_record, matching_record, metadata_values, require
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+from biodiv_dagster.retry import STEP_RETRY_POLICY
 
 GROUP = "biodiv"
 SERIAL_TAG = "biodiv/registration"
@@ -61,6 +62,7 @@ def _display_names(instance: dg.DagsterInstance, partition: str) -> tuple[str, s
 
 @dg.asset(
     partitions_def=site_species_partitions,
+    retry_policy=STEP_RETRY_POLICY,  # transient registry/endpoint errors; BiodivError is never retried
     deps=["deployable_model", "scores"],
     group_name=GROUP,
     kinds={"mlflow", "python"},
@@ -117,6 +119,7 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
 
 @dg.asset(
     partitions_def=site_species_partitions,
+    retry_policy=STEP_RETRY_POLICY,  # transient registry/endpoint errors; BiodivError is never retried
     deps=[registered_model],
     group_name=GROUP,
     kinds={"python"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from biodiv_core.naming import slugify
 from biodiv_dagster.launcher.spec import StepSpec
 
 ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"  # same name as azureml_steps._cli.ERROR_FILE_ENV
+RUN_FILE_ENV = "BIODIV_MLFLOW_RUN_FILE"  # same name as biodiv_core.tracking.RUN_FILE_ENV
 
 
 def _storage_root(launcher) -> Path:
@@ -64,15 +66,30 @@ def step_env(spec: StepSpec) -> dict[str, str]:
 def launch(launcher, context: dg.AssetExecutionContext, spec: StepSpec) -> Sequence[dg.MaterializeResult]:
     for location in spec.outputs.values():
         Path(location).parent.mkdir(parents=True, exist_ok=True)
+        if context.retry_number > 0 and Path(location).exists():
+            # Left by an earlier attempt of this run that failed after writing it (the path holds the run id,
+            # and a failed step's output is never reported): without this the retry fails on "already exists".
+            context.log.warning(f"removing {location}, written by failed attempt {context.retry_number - 1}")
+            shutil.rmtree(location)
     command = [sys.executable, "-m", spec.module, *spec.arguments()]
     fd, error_file = tempfile.mkstemp(prefix=f"biodiv-{spec.step}-", suffix=".error.json")
     os.close(fd)
+    fd, run_file = tempfile.mkstemp(prefix=f"biodiv-{spec.step}-", suffix=".mlflow-runs")
+    os.close(fd)
     try:
-        env = {**step_env(spec), ERROR_FILE_ENV: error_file}
+        env = {**step_env(spec), ERROR_FILE_ENV: error_file, RUN_FILE_ENV: run_file}
         client = dg.PipesSubprocessClient(forward_stdio=True)
         try:
             invocation = client.run(context=context, command=command, env=env)
-        except Exception as exc:
+        except BaseException as exc:  # incl. run termination (DagsterExecutionInterruptedError)
+            _fail_unfinished_runs(context, run_file)
+            if not isinstance(exc, Exception):
+                # The run was terminated; the client has sent the step SIGINT and waited for it. Dagster would
+                # retry an interrupted step under a retry policy: a terminated run must stop instead.
+                raise dg.Failure(
+                    description=f"Step {spec.step} was stopped: the run was terminated ({type(exc).__name__}).",
+                    allow_retries=False,
+                ) from exc
             failure = _step_failure(spec, error_file)
             if failure is None:
                 raise
@@ -80,6 +97,20 @@ def launch(launcher, context: dg.AssetExecutionContext, spec: StepSpec) -> Seque
         return invocation.get_results(implicit_materializations=False)
     finally:
         Path(error_file).unlink(missing_ok=True)
+        Path(run_file).unlink(missing_ok=True)
+
+
+def _fail_unfinished_runs(context: dg.AssetExecutionContext, run_file: str) -> None:
+    """A step that died without ending its MLflow runs (SIGKILL, OOM) leaves them RUNNING: mark them FAILED."""
+    try:
+        run_ids = [line for line in Path(run_file).read_text().split() if line]
+        if run_ids:
+            from biodiv_core.tracking import fail_unfinished_runs
+
+            for run_id in fail_unfinished_runs(run_ids):
+                context.log.warning(f"MLflow run {run_id} of the failed step was left RUNNING; marked FAILED")
+    except Exception as exc:  # never hide the step's own failure behind a tracking-store problem
+        context.log.warning(f"could not check the failed step's MLflow runs: {type(exc).__name__}: {exc}")
 
 
 def _step_failure(spec: StepSpec, error_file: str) -> dg.Failure | None:
