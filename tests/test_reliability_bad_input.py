@@ -90,6 +90,8 @@ def test_bad_input_through_biodiv_run_fails_at_prepared_data_and_leaves_nothing(
     events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
     started = [e.step_key for e in events if e.event_type == dg.DagsterEventType.STEP_START]
     assert started == ["prepared_data"]
+    retried = [e for e in events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retried == []  # a data error is not retried by the retry policy
     for asset in ("prepared_data", *DOWNSTREAM):
         assert not instance.fetch_materializations(dg.AssetKey(asset), limit=1).records, asset
     assert not settings.storage_root().exists() or files_under(settings.storage_root()) == []

@@ -201,17 +201,6 @@ def test_transient_failure_after_writing_output_is_retried_and_succeeds(store, f
     assert Path(record.asset_materialization.metadata["path"].value).joinpath("targets.parquet").is_file()
 
 
-def test_data_errors_are_not_retried(store, tmp_path):
-    write_store(store, *valid_tables(120)[:1], "gbifID,occurrenceStatus\n")  # header-only gold file
-    instance = get_instance()
-    add_partition(instance, SITE, SPECIES)
-    result = _materialize(instance, ["prepared_data"])
-    assert not result.success
-    events = _event_types(instance, result.run_id)
-    assert not [e for e in events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
-    assert sum(e.event_type == dg.DagsterEventType.STEP_FAILURE for e in events) == 1
-
-
 RUN_SCRIPT = textwrap.dedent(
     """
     import sys

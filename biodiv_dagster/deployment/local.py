@@ -7,10 +7,12 @@ what `biodiv batch-score` and the UI metadata point at.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from biodiv_core import settings
@@ -40,6 +42,22 @@ def write_json_atomically(path: Path, payload: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def model_lock(endpoints_dir: Path, name: str) -> Iterator[None]:
+    """One process at a time per model name (register, deploy): MLflow's SQLite registry fails two concurrent
+    alias updates with a UNIQUE constraint error, and alias and endpoint record must name the same version."""
+    import fcntl
+
+    lock_dir = endpoints_dir / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class LocalBackend:
     def __init__(self, tracking_uri: str | None = None, endpoints_dir: str | None = None):
         self.tracking_uri = tracking_uri or settings.mlflow_tracking_uri()
@@ -51,6 +69,10 @@ class LocalBackend:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
+        with model_lock(self.endpoints_dir, name):  # "same source -> same version" holds under concurrency too
+            return self._register(model_uri, name, tags)
+
+    def _register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
         from mlflow.exceptions import MlflowException
 
         client = self._client()
@@ -79,6 +101,10 @@ class LocalBackend:
         return DeployedVersion(version=str(version.version), roc_auc=_parse_auc(version.tags.get("roc_auc")))
 
     def deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
+        with model_lock(self.endpoints_dir, name):
+            return self._deploy(name, version, endpoint_name, site, species)
+
+    def _deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
         client = self._client()
         model_version = client.get_model_version(name, version)
         client.set_registered_model_alias(name, DEPLOYED_ALIAS, version)
