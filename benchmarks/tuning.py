@@ -37,6 +37,7 @@ from biodiv_core.tuning import FoldData, stratified_folds, tune  # noqa: E402
 
 
 def make_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """sklearn's make_classification: 10 informative + 5 redundant features, 10% flipped labels."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
@@ -49,6 +50,25 @@ def make_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame, np.n
         random_state=seed,
     )
     return pd.DataFrame(x, columns=[f"x{i:02d}" for i in range(n_features)]).astype("float32"), y
+
+
+def generated_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The project's generator + prep: one site, one species, ``n_features`` covariates (one categorical)."""
+    import tempfile
+
+    from biodiv_core.generate import generate_datastore
+    from biodiv_core.naming import features_asset_name, species_asset_name
+    from biodiv_core.prep import load_prepared, run_prep
+
+    site, species = "benchsite", "Bench species"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        generate_datastore(
+            root, [site], [species], rows=rows, gold_rows=rows, n_covariates=n_features, seed=seed, fmt="parquet"
+        )
+        run_prep(root / features_asset_name(site), root / species_asset_name(site), species, root / "prepared")
+        data = load_prepared(root / "prepared")
+    return data.features, data.targets.to_numpy()
 
 
 class Clock:
@@ -113,13 +133,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="threads for our tuner (folds in parallel)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data",
+        choices=("generator", "make_classification"),
+        default="generator",
+        help="the project's species-data generator (default) or sklearn make_classification",
+    )
     parser.add_argument("--params", default=str(config_dir() / "lgbm_params.yml"))
     parser.add_argument("--skip-baseline", action="store_true", help="only ours and the floor (quick check)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    x, y = make_data(args.rows, args.features, args.seed)
+    x, y = (generated_data if args.data == "generator" else make_data)(args.rows, args.features, args.seed)
     config = load_params(args.params)
     folds = stratified_folds(y, args.folds, args.seed)
 
@@ -141,6 +167,8 @@ def main(argv=None) -> dict:
     out = {
         "rows": args.rows,
         "features": args.features,
+        "data": args.data,
+        "prevalence": round(float(np.mean(y)), 4),
         "evals": args.evals,
         "folds": args.folds,
         "threads": args.threads,
