@@ -255,7 +255,7 @@ def prepare_dataset(
 
     coords = None
     if all(c in joined.columns for c in COORDINATE_COLUMNS):
-        coords = joined[list(COORDINATE_COLUMNS)].astype(np.float64)
+        coords = _coordinates(joined, features_source)
     stats = {
         "rows": len(y),
         "n_present": counts["PRESENT"],
@@ -269,6 +269,23 @@ def prepare_dataset(
         "duplicates": 0,
     }
     return PreparedData(x, y, coords, stats)
+
+
+def _coordinates(joined: pd.DataFrame, features_source: str) -> pd.DataFrame:
+    """Latitude/longitude as float64 (missing stays NaN); text that is not a number is a DataContractError."""
+    columns = {}
+    for column in COORDINATE_COLUMNS:
+        raw = joined[column].astype(object)
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = raw[values.isna() & raw.notna()]
+        if len(bad):
+            examples = ", ".join(repr(str(v)) for v in pd.unique(bad.astype(str))[:5])
+            raise DataContractError(
+                f"{features_source}: column {column!r} holds {len(bad)} values that are not numbers "
+                f"(e.g. {examples}): coordinates must be decimal degrees; fix or remove those rows."
+            )
+        columns[column] = values.astype(np.float64)
+    return pd.DataFrame(columns, index=joined.index)
 
 
 def prepare(

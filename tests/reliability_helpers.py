@@ -117,6 +117,11 @@ BAD_INPUTS = [
     BadInput(
         "no_feature_columns", lambda f, g: (f[["gbifID", "decimalLatitude", "decimalLongitude"]], g), "no feature"
     ),
+    BadInput(  # found by the hypothesis tests: was a pandas ValueError
+        "coordinate_that_is_not_a_number",
+        lambda f, g: (_set(f.astype({"decimalLongitude": object}), "decimalLongitude", "forest", 3), g),
+        "'decimallongitude' holds 1 values that are not numbers",
+    ),
     BadInput("binary_garbage_features", lambda f, g: ("\x00\x01\x02\xff,\n\x00,\x00\n", g), FEATURES_FILE),
 ]
 BAD_INPUT_IDS = [case.name for case in BAD_INPUTS]

@@ -29,7 +29,19 @@ DAGSTER_SUBSET = [
 TINY = ["--max-evals", "2", "--folds", "3", "--num-threads", "1"]
 
 
+@pytest.fixture
+def step_logging():
+    """The step's log handler writes to this test's captured stderr: remove it before the capture closes."""
+    import logging
+
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_biodiv_step", False)]:
+        root.removeHandler(handler)
+
+
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=BAD_INPUT_IDS)
+@pytest.mark.usefixtures("step_logging")
 def test_every_bad_input_fails_the_prep_step_cleanly(case, tmp_path, capfd):
     fdir, sdir = bad_store(tmp_path / "data", case)
     output = tmp_path / "storage" / "prepared"

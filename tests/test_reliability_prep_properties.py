@@ -5,6 +5,7 @@ cells of mixed types (ints, floats incl. NaN/inf, huge numbers, text, unicode, e
 missing ids, and raw CSV text that is not a table at all.
 """
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,7 +107,13 @@ def _check_valid(summary, output):
     assert data.features.shape[1] == summary["n_features"] > 0
 
 
-FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+# BIODIV_HYPOTHESIS_EXAMPLES=1000 for a longer hunt (found the non-numeric coordinate bug at ~100).
+FAST = settings(
+    max_examples=int(os.environ.get("BIODIV_HYPOTHESIS_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
 
 
 @FAST
