@@ -12,9 +12,11 @@ instance that holds the partitions; `resolve_names` reads it, falling back to th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,13 +176,31 @@ def partition_requests(instance: dg.DagsterInstance, plan: SyncPlan) -> tuple[li
 def sync_partitions(instance: dg.DagsterInstance, plan: SyncPlan | None = None) -> SyncResult:
     """Add the planned partitions to ``instance`` now (what `biodiv sync` does); never deletes."""
     plan = plan or plan_sync()
-    record_names(plan.sites, plan.species)
-    new_sites, new_species = partition_requests(instance, plan)
-    if new_sites:
-        instance.add_dynamic_partitions(site_partitions.name, new_sites)
-    if new_species:
-        instance.add_dynamic_partitions(species_partitions.name, new_species)
+    # Several `biodiv run`/`main` workers may add partitions at once: without the lock, two inserts of one new
+    # site fail with a UNIQUE constraint error and concurrent names-file updates lose each other's names.
+    with _sync_lock():
+        record_names(plan.sites, plan.species)
+        new_sites, new_species = partition_requests(instance, plan)
+        if new_sites:
+            instance.add_dynamic_partitions(site_partitions.name, new_sites)
+        if new_species:
+            instance.add_dynamic_partitions(species_partitions.name, new_species)
     return SyncResult(plan=plan, added_sites=new_sites, added_species=new_species)
+
+
+@contextlib.contextmanager
+def _sync_lock() -> Iterator[None]:
+    """One process at a time per DAGSTER_HOME adds partitions and writes the names file."""
+    import fcntl
+
+    path = _names_path().with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def add_partition(instance: dg.DagsterInstance, site: str, species: str) -> tuple[str, str]:

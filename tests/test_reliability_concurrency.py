@@ -81,6 +81,13 @@ def test_twelve_partition_backfill_three_at_a_time_has_no_failures(tmp_path, mon
         records = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
         assert len({r.partition_key for r in records}) == 12, asset
 
+    from biodiv_dagster.partitions import SITE_DIMENSION, SPECIES_DIMENSION
+    from biodiv_dagster.sync import load_names
+
+    names = load_names()  # written by every worker at once: no name lost
+    assert set(names[SITE_DIMENSION].values()) == set(SITES)
+    assert set(names[SPECIES_DIMENSION].values()) == set(SPECIES)
+
     from mlflow import MlflowClient
 
     client = MlflowClient(settings.mlflow_tracking_uri())
