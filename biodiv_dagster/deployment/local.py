@@ -43,12 +43,12 @@ def write_json_atomically(path: Path, payload: dict) -> None:
 
 
 @contextlib.contextmanager
-def model_lock(endpoints_dir: Path, name: str) -> Iterator[None]:
+def model_lock(name: str) -> Iterator[None]:
     """One process at a time per model name (register, deploy): MLflow's SQLite registry fails two concurrent
     alias updates with a UNIQUE constraint error, and alias and endpoint record must name the same version."""
     import fcntl
 
-    lock_dir = endpoints_dir / ".locks"
+    lock_dir = settings.biodiv_home() / "locks"  # shared by every process on this BIODIV_HOME
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -69,7 +69,7 @@ class LocalBackend:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
-        with model_lock(self.endpoints_dir, name):  # "same source -> same version" holds under concurrency too
+        with model_lock(name):  # "same source -> same version" holds under concurrency too
             return self._register(model_uri, name, tags)
 
     def _register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
@@ -101,7 +101,7 @@ class LocalBackend:
         return DeployedVersion(version=str(version.version), roc_auc=_parse_auc(version.tags.get("roc_auc")))
 
     def deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
-        with model_lock(self.endpoints_dir, name):
+        with model_lock(name):
             return self._deploy(name, version, endpoint_name, site, species)
 
     def _deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
