@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-ui ui bench lint format clean node-deps
+.PHONY: run test test-ui ui bench lint format clean node-deps system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -13,11 +13,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Node tools for tests (Azurite, the Azure Storage emulator), installed into node_modules/.
-node_modules/.bin/azurite-blob: package.json
-	npm install --no-audit --no-fund --loglevel=error
+node_modules/.bin/azurite-blob: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 node-deps: node_modules/.bin/azurite-blob
+
+# Chromium and PostgreSQL from Debian's packages, when missing.
+system-deps:
+	@scripts/install-system-deps.sh
 
 run: $(STAMP)
 	$(BIN)/biodiv main
@@ -30,7 +34,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint node-deps
+test: lint node-deps system-deps
 	$(BIN)/pytest -q -m "not ui"
 	@if [ -x /usr/bin/chromium ]; then $(MAKE) --no-print-directory test-ui; \
 	else echo "UI test not run: /usr/bin/chromium is missing (apt-get install chromium)"; fi
