@@ -37,7 +37,7 @@ def blob_service_client():
     if not account_url:
         raise RuntimeError(
             "The job was started with a Blob Pipes channel but neither BIODIV_PIPES_BLOB_CONNECTION_STRING nor "
-            "BIODIV_PIPES_BLOB_ACCOUNT_URL is set: configure the launcher's AzureML settings (docs/azureml.md)."
+            "BIODIV_PIPES_BLOB_ACCOUNT_URL is set: see README 'Run on Azure ML'."
         )
     from azure.identity import DefaultAzureCredential
 

@@ -74,7 +74,7 @@ class AzureMLSettings(dg.ConfigurableResource):
                 values[field] = value
         if missing:
             raise ConfigError(
-                f"AzureML settings missing: set {', '.join(missing)} (see docs/azureml.md, 'Run on Azure ML')."
+                f"AzureML settings missing: set {', '.join(missing)} (see the README section 'Run on Azure ML')."
             )
         values.update(overrides)
         return cls(**values)

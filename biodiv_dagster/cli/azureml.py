@@ -1,4 +1,4 @@
-"""`biodiv azureml upload-data | register-env`: prepare a workspace for the azureml backend (docs/azureml.md)."""
+"""`biodiv azureml upload-data | register-env`: prepare a workspace (README 'Run on Azure ML')."""
 
 import argparse
 
