@@ -71,6 +71,13 @@ def run_with_rusage(command: list[str], env: dict | None = None, cwd: str | None
     }
 
 
+def machine_busy_cpu() -> float:
+    """CPU seconds every process on the machine has used since boot (/proc/stat: all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def python_command(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
