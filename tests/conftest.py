@@ -1,5 +1,6 @@
 """Every test gets its own BIODIV_HOME, DAGSTER_HOME and MLflow store: no test shares state."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def mlflow_template_db(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path_factory, monkeypatch, mlflow_template_db):
+    # In-process CLI calls set variables for their step subprocesses (os.environ); none may leak into the next test.
+    saved_environ = dict(os.environ)
     home = tmp_path_factory.mktemp("biodiv_home")
     monkeypatch.setenv("BIODIV_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
@@ -41,4 +44,6 @@ def isolated_state(tmp_path_factory, monkeypatch, mlflow_template_db):
     monkeypatch.delenv("BIODIV_DATA_ROOT", raising=False)
     monkeypatch.delenv("BIODIV_STORAGE_ROOT", raising=False)
     monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
-    return home
+    yield home
+    os.environ.clear()
+    os.environ.update(saved_environ)
