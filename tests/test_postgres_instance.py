@@ -73,6 +73,12 @@ def test_backfill_of_two_partitions_on_postgres(postgres_server, tmp_path, monke
         capture_output=True,
     )
 
+    # The partitions exist before the runs start, as in a backfill (the sync sensor adds them). Two `biodiv run`
+    # of one new site at once both insert the site key and one can fail on dagster's unique index.
+    add = "from biodiv_dagster.instance import get_instance\nfrom biodiv_dagster.sync import add_partition\n"
+    add += "".join(f"add_partition(get_instance(), 'everglades', {name!r})\n" for name in SPECIES)
+    subprocess.run([sys.executable, "-c", add], env=env, check=True, capture_output=True)
+
     command = [str(Path(sys.executable).parent / "biodiv"), "run", "--site", "everglades", "--json"]
     options = ["--max-evals", "2", "--folds", "3", "--num-threads", "1"]
     runs = [
