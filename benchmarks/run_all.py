@@ -53,7 +53,7 @@ def run_one(path: Path, timeout: float) -> tuple[dict, bool]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="benchmark names (default: all)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark (default 1800)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark (default 3600)")
     args = parser.parse_args(argv)
     ok = True
     for path in benchmarks(args.names):
