@@ -33,6 +33,10 @@ def training_definitions() -> dg.Definitions:
         jobs=[train_models_job],
         sensors=[partition_sync_sensor],
         resources={"step_launcher": StepLauncher(mode=os.environ.get("BIODIV_LAUNCHER_MODE", "local"))},
+        # One step at a time per run: every step already runs in its own process (or AzureML job), and the
+        # LightGBM thread budget is cores / concurrent runs (dagster.yaml). The multiprocess default would let
+        # `scores` and `deployable_model` of one run train together and oversubscribe the cores.
+        executor=dg.in_process_executor,
     )
 
 
