@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -215,7 +215,11 @@ def _read_csv(path: Path, include: list[str]) -> pa.Table:
         raise DataContractError(f"Could not parse CSV file {path}: {exc}. Fix the file's format.") from exc
 
 
-def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
+def select_columns(path: Path, columns: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """(lower-cased names, names as written in the file) of ``columns`` (all when None) in one file.
+
+    Raises the DataContractError ``read_arrow`` gives for an empty file, a bad header or a missing column.
+    """
     if path.stat().st_size == 0:
         raise DataContractError(f"File {path} is empty (0 bytes): re-export it, or remove it from the data asset.")
     try:
@@ -234,7 +238,11 @@ def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
                 f"File {path} has no column {', '.join(repr(c) for c in missing)} (matched ignoring case); "
                 f"its columns are: {', '.join(mapping.values())}. Add the column or fix its name."
             )
-    include = [mapping[c] for c in wanted]
+    return wanted, [mapping[c] for c in wanted]
+
+
+def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
+    wanted, include = select_columns(path, columns)
     if path.suffix.lower() == ".csv":
         table = _read_csv(path, include)
     else:
@@ -248,6 +256,33 @@ def _read_one(path: Path, columns: Sequence[str] | None) -> pa.Table:
             f"File {path} has column names but no rows: re-export it, or remove it from the data asset."
         )
     return table
+
+
+def iter_file_batches(
+    path: Path, columns: Sequence[str] | None = None, batch_rows: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """Stream one csv/parquet file as record batches (names lower-cased as in ``read_arrow``), so a caller
+    can filter a large table without holding all of it.
+
+    The file-level checks of ``read_arrow`` (empty file, header, missing columns) raise the same
+    DataContractError before the first batch; a file with a header but no rows yields nothing. A CSV is
+    typed from its first block here, so a later block that does not fit raises ``pa.ArrowInvalid`` mid-way
+    where ``read_arrow`` would widen the type: callers fall back to ``read_arrow`` on ``pa.ArrowInvalid``.
+    """
+    wanted, include = select_columns(path, columns)
+    if path.suffix.lower() == ".csv":
+        reader = pacsv.open_csv(
+            path, convert_options=pacsv.ConvertOptions(include_columns=include, strings_can_be_null=True)
+        )
+    else:
+        try:
+            # pre_buffer=False: do not load a whole (possibly file-sized) row group's column chunks up front.
+            reader = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows, columns=include)
+        except OSError as exc:
+            raise DataContractError(f"Could not read parquet file {path}: {exc}. Re-export the file.") from exc
+    for batch in reader:
+        # Parquet may hand back columns in file order; select by written name so the order is `wanted`'s.
+        yield pa.RecordBatch.from_arrays([batch.column(name) for name in include], names=wanted)
 
 
 def read_arrow(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pa.Table:

@@ -1,0 +1,99 @@
+"""prep reads large features piece by piece, keeping only gold rows: same result as reading everything.
+
+The streamed read is only an optimisation: these cases check it agrees with the full read, that id checks
+still see the whole file, and that inputs it cannot stream fall back to the full read.
+"""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from biodiv_core import prep
+from biodiv_core.datastore import read_table
+from biodiv_core.errors import DataContractError
+from biodiv_core.prep import _read_features, prepare_dataset, run_prep
+
+SPECIES = "Cygnus buccinator"
+GOLD = "cygnus_buccinator_golddata.csv"
+
+
+def _frames(n=20_000, seed=0):
+    rng = np.random.default_rng(seed)
+    features = pd.DataFrame(
+        {
+            "gbifID": rng.permutation(np.arange(10_000, 10_000 + n)),
+            "decimalLatitude": rng.uniform(44, 45, n),
+            "decimalLongitude": rng.uniform(-111, -110, n),
+            "elevation": rng.integers(1600, 3000, n),
+            "ndvi": rng.uniform(0, 1, n).round(4),
+            "land_cover": rng.choice(["forest", "grassland", "wetland"], n),
+        }
+    )
+    gold_ids = rng.choice(features["gbifID"].to_numpy(), n // 5, replace=False)
+    gold = pd.DataFrame({"gbifID": gold_ids, "occurrenceStatus": rng.choice(["PRESENT", "ABSENT"], len(gold_ids))})
+    return features, gold
+
+
+def _write(folder, features, fmt, parts=1):
+    folder.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(np.arange(len(features)), parts)):
+        frame = features.iloc[part]
+        if fmt == "csv":
+            frame.to_csv(folder / f"part{i}.csv", index=False)
+        else:  # small row groups: the reader must walk several
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / f"part{i}.parquet", 3000)
+    return folder
+
+
+def _full(folder, gold, monkeypatch):
+    """The full read (the fallback, and prep's reader before streaming): whole table, filtered in Arrow."""
+    with monkeypatch.context() as patch:
+        patch.setattr(prep, "_stream_gold_rows", lambda *args: None)
+        frame, rows = prep._read_features(folder, gold["gbifid"])
+    assert rows == len(read_table(folder, ["gbifid"]))
+    return prepare_dataset(frame, gold)
+
+
+@pytest.mark.parametrize(("fmt", "parts"), [("parquet", 1), ("parquet", 3), ("csv", 1), ("csv", 2)])
+def test_streamed_read_prepares_the_same_data(tmp_path, monkeypatch, fmt, parts):
+    features, gold = _frames()
+    folder = _write(tmp_path / "features", features, fmt, parts)
+    gold = gold.set_axis(gold.columns.str.lower(), axis=1)
+    assert prep._stream_gold_rows(folder, gold["gbifid"].to_numpy()) is not None  # the streamed path is taken
+    frame, rows = _read_features(folder, gold["gbifid"])
+    assert rows == len(features) and len(frame) == len(gold)  # only gold rows were kept
+    streamed, full = prepare_dataset(frame, gold), _full(folder, gold, monkeypatch)
+    pd.testing.assert_frame_equal(streamed.features, full.features)
+    pd.testing.assert_series_equal(streamed.targets, full.targets)
+    pd.testing.assert_frame_equal(streamed.coords, full.coords)
+    assert streamed.features["ndvi"].dtype == np.float32 and streamed.coords["decimallatitude"].dtype == np.float64
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_duplicate_outside_the_gold_rows_is_still_an_error(tmp_path, fmt):
+    features, gold = _frames()
+    outside = np.setdiff1d(features["gbifID"], gold["gbifID"])
+    rows = np.flatnonzero(features["gbifID"].isin(outside[:2]))
+    features.loc[rows[1], "gbifID"] = features.loc[rows[0], "gbifID"]  # far apart, neither a gold id
+    folder = _write(tmp_path / "f" / "1", features, fmt)
+    (tmp_path / "s" / "1").mkdir(parents=True)
+    gold.to_csv(tmp_path / "s" / "1" / GOLD, index=False)
+    with pytest.raises(DataContractError, match="1 duplicate ids"):
+        run_prep(folder, tmp_path / "s" / "1", SPECIES, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_csv_whose_later_blocks_change_a_column_type_falls_back_to_the_full_read(tmp_path, monkeypatch):
+    features, gold = _frames()
+    features["elevation"] = features["elevation"].astype(object)
+    features.loc[len(features) - 3, "elevation"] = "abc"  # past the first 1 MB block: text after integers
+    folder = _write(tmp_path / "features", features, "csv")
+    assert (folder / "part0.csv").stat().st_size > 2**20
+    gold = gold.set_axis(gold.columns.str.lower(), axis=1)
+    assert prep._stream_gold_rows(folder, gold["gbifid"].to_numpy()) is None  # the stream gives up ...
+    frame, _ = _read_features(folder, gold["gbifid"])  # ... and the full read decides
+    streamed = prepare_dataset(frame, gold).features
+    pd.testing.assert_frame_equal(streamed, _full(folder, gold, monkeypatch).features)
+    assert isinstance(streamed["elevation"].dtype, pd.CategoricalDtype)  # widened to text, as read_csv does
