@@ -450,7 +450,11 @@ def _read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
         streamed = _stream_gold_rows(path, gold_ids.to_numpy())
         if streamed is not None:
             table, rows = streamed
-            return table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True), rows
+            frame = table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
+            # Hand the pieces' freed buffers back to the OS (mimalloc keeps them otherwise), so the join and
+            # the writes that follow do not stack their peak on top of them.
+            pa.default_memory_pool().release_unused()
+            return frame, rows
     table = read_arrow(path)
     rows = table.num_rows
     if ID_COLUMN in table.column_names and pd.api.types.is_integer_dtype(gold_ids.dtype):
