@@ -82,9 +82,10 @@ class Clock:
 
 def run_baseline(x, y, config, folds, evals: int, seed: int) -> list[float]:
     import lightgbm as lgb
-    from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
-    from hyperopt.fmin import generate_trials_to_calculate
+    from hyperopt import STATUS_OK
     from sklearn.model_selection import cross_val_score
+
+    from biodiv_core.tuning import run_tpe
 
     aucs: list[float] = []
 
@@ -95,20 +96,7 @@ def run_baseline(x, y, config, folds, evals: int, seed: int) -> list[float]:
         aucs.append(auc)
         return {"loss": -auc, "status": STATUS_OK}
 
-    space, point = config.hyperopt_space(), config.initial_point()
-    if point is not None and evals == 1:
-        objective(space_eval(space, point))
-    else:
-        fmin(
-            objective,
-            space,
-            algo=tpe.suggest,
-            max_evals=evals - 1 if point is not None else evals,
-            trials=generate_trials_to_calculate([point]) if point is not None else Trials(),
-            rstate=np.random.default_rng(seed),
-            show_progressbar=False,
-            return_argmin=False,
-        )
+    run_tpe(objective, config, evals, seed)  # the same TPE driver and initial guess as ours
     return aucs
 
 

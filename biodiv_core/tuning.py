@@ -176,6 +176,33 @@ def cross_validate(
     )
 
 
+def run_tpe(objective: Callable[[dict], dict], config: ParamsConfig, max_evals: int, seed: int) -> None:
+    """Hyperopt TPE over ``config``'s space, ``max_evals`` trials in all, the yml's initial guess first.
+
+    ``objective`` takes a sample of the space and returns hyperopt's ``{"loss", "status"}``; it records
+    what it needs itself. Seeded: same objective and seed -> same sequence of trials.
+    """
+    from hyperopt import Trials, fmin, space_eval, tpe
+    from hyperopt.fmin import generate_trials_to_calculate
+
+    space = config.hyperopt_space()
+    point = config.initial_point()
+    if point is not None and max_evals == 1:
+        objective(space_eval(space, point))
+        return
+    # A preloaded point is evaluated on top of the max_evals fmin is given: ask for one fewer.
+    fmin(
+        objective,
+        space,
+        algo=tpe.suggest,
+        max_evals=max_evals - 1 if point is not None else max_evals,
+        trials=generate_trials_to_calculate([point]) if point is not None else Trials(),
+        rstate=np.random.default_rng(seed),
+        show_progressbar=False,
+        return_argmin=False,
+    )
+
+
 def tune(
     features: pd.DataFrame,
     targets,
@@ -197,8 +224,7 @@ def tune(
     ``folds`` (train_idx, test_idx) position arrays replace the stratified folds, e.g. spatial blocks
     from ``biodiv_core.spatial_cv.make_folds`` (issue 7).
     """
-    from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
-    from hyperopt.fmin import generate_trials_to_calculate
+    from hyperopt import STATUS_OK
 
     if not isinstance(config, ParamsConfig):
         config = load_params(config)
@@ -243,22 +269,7 @@ def tune(
             on_trial(record)
         return {"loss": -outcome.auc, "status": STATUS_OK}
 
-    space = config.hyperopt_space()
-    point = config.initial_point()
-    if point is not None and max_evals == 1:
-        objective(space_eval(space, point))
-    else:
-        # A preloaded point is evaluated on top of the max_evals fmin is given: ask for one fewer.
-        fmin(
-            objective,
-            space,
-            algo=tpe.suggest,
-            max_evals=max_evals - 1 if point is not None else max_evals,
-            trials=generate_trials_to_calculate([point]) if point is not None else Trials(),
-            rstate=np.random.default_rng(seed),
-            show_progressbar=False,
-            return_argmin=False,
-        )
+    run_tpe(objective, config, max_evals, seed)
     best = max(records, key=lambda r: r["auc"])  # first of equals: deterministic
     best_params = {
         **{k: v for k, v in config.params_from_sample(best["params"]).items()},
