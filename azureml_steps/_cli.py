@@ -7,7 +7,6 @@ Dagster failure); 1 anything else (a bug: the traceback is printed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -21,23 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from azureml_steps import reporting
+from biodiv_core.step_args import CORRELATION_ENV, StepArgs
 
 logger = logging.getLogger("azureml_steps")
 
 # Set by the launcher: where a failing step writes {"type", "message"} for the Dagster failure.
 ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"
-CORRELATION_ENV = "BIODIV_CORRELATION_ID"
 LOG_LEVEL_ENV = "BIODIV_STEP_LOG_LEVEL"
-
-
-def parser(step: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m azureml_steps.{step}", description=description)
-    p.add_argument(
-        "--correlation-id",
-        default=None,
-        help=f"id shared by every step of a run (default: ${CORRELATION_ENV} or a new one)",
-    )
-    return p
 
 
 def resolve_correlation_id(value: str | None) -> str:
@@ -97,40 +86,50 @@ def _on_sigterm(handler):
     return signal.signal(signal.SIGTERM, handler)
 
 
-def run_step(step: str, main: Callable[..., Any], kwargs: dict[str, Any]) -> int:
-    """Call ``main(**kwargs)`` inside the reporting session and turn errors into exit codes."""
+def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
+    """Call ``main(args)`` inside the reporting session and turn errors into exit codes."""
     from biodiv_core.errors import BiodivError
 
-    kwargs = dict(kwargs)
     # SIGTERM (a cancelled AzureML job, `kill`, a container stop) unwinds like Ctrl-C: MLflow runs end FAILED
     # and half-written output folders are removed, instead of the process vanishing mid-write.
     previous = _on_sigterm(_terminated)
-    kwargs["correlation_id"] = resolve_correlation_id(kwargs.get("correlation_id"))
-    configure_logging(kwargs["correlation_id"])
-    logger.info("step %s starting", step)
+    args = args.replace(correlation_id=resolve_correlation_id(args.correlation_id))
+    configure_logging(args.correlation_id)
+    logger.info("step %s starting (%s)", args.step, args.partition)
     code = 0
     with reporting.session():
         try:
-            main(**kwargs)
+            main(args)
         except BiodivError as exc:
             code = 2
-            logger.debug("step %s failed", step, exc_info=True)
+            logger.debug("step %s failed", args.step, exc_info=True)
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            reporting.log_error(f"step {step} failed: {exc}")
+            reporting.log_error(f"step {args.step} failed: {exc}")
             _write_error_file(exc, user_error=True)
         except Exception as exc:
             code = 1
             traceback.print_exc()
-            reporting.log_error(f"step {step} failed with an unexpected {type(exc).__name__}: {exc}")
+            reporting.log_error(f"step {args.step} failed with an unexpected {type(exc).__name__}: {exc}")
             _write_error_file(exc, user_error=False)
         finally:
             if previous is not None:
                 _on_sigterm(previous)
     if code == 0:
-        logger.info("step %s done", step)
+        logger.info("step %s done", args.step)
     return code
 
 
-def cli(step: str, build: Callable[[], argparse.ArgumentParser], main: Callable[..., Any], argv: Sequence[str]) -> int:
-    args = build().parse_args(argv)
-    return run_step(step, main, vars(args))
+def cli(args_type: type[StepArgs], main: Callable[[StepArgs], Any], argv: Sequence[str] | None = None) -> int:
+    """``python -m azureml_steps.<step> --option value ...``: argv -> the step's dataclass -> ``main``.
+
+    Bad argument values (a check on a field) exit 2 with one line, like bad data.
+    """
+    from biodiv_core.errors import BiodivError
+
+    try:
+        args = args_type.from_argv(sys.argv[1:] if argv is None else argv)
+    except BiodivError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        _write_error_file(exc, user_error=True)
+        return 2
+    return run_step(args, main)

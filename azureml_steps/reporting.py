@@ -168,6 +168,11 @@ def number(value: Any) -> dict[str, Any]:
     return {"raw_value": value if math.isfinite(value) else None, "type": "float" if math.isfinite(value) else "null"}
 
 
+def common(output: str | os.PathLike, args: Any) -> dict[str, Any]:
+    """Keys every output reports: its folder and the run's correlation id (``args``: the step's StepArgs)."""
+    return {"path": path(output), "correlation_id": text(args.correlation_id or "")}
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return value.item()

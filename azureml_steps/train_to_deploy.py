@@ -1,7 +1,7 @@
 """Step `train_to_deploy`: fit on all prepared data with the best parameters, save MLflow model `lgbm_gbif_model`.
 
-    python -m azureml_steps.train_to_deploy --prepared DIR --best-parameters DIR --output DIR --num-threads T
-        [--correlation-id ID]
+    python -m azureml_steps.train_to_deploy --site NAME --species NAME --prepared DIR --best-parameters DIR
+        --output DIR [--num-threads T] [--correlation-id ID]   (contract: biodiv_core.step_args.DeployArgs)
 
 Materializes `deployable_model`; the registration sensor registers and deploys it.
 """
@@ -9,50 +9,32 @@ Materializes `deployable_model`; the registration sensor registers and deploys i
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from azureml_steps import _cli, reporting
+from biodiv_core.step_args import DeployArgs
 
-ASSET_KEY = "deployable_model"
-MODEL_DIR = "lgbm_gbif_model"
-logger = logging.getLogger("azureml_steps.train_to_deploy")
-
-
-def build_parser():
-    p = _cli.parser("train_to_deploy", __doc__.splitlines()[0])
-    p.add_argument("--prepared", required=True, help="prepared_data folder (features.parquet, targets.parquet)")
-    p.add_argument("--best-parameters", required=True, help="best_parameters folder (best_parameters.json)")
-    p.add_argument("--output", required=True, help="output folder for lgbm_gbif_model/ and model_metadata.json")
-    p.add_argument("--num-threads", type=int, required=True, help="LightGBM threads (never left to LightGBM)")
-    return p
+MODEL_DIR = "lgbm_gbif_model"  # biodiv_core.serving.mlflow_model.MODEL_DIR_NAME, without importing MLflow here
 
 
-def main(prepared: str, best_parameters: str, output: str, num_threads: int, correlation_id: str | None = None) -> dict:
-    from biodiv_core.stages import run_train_to_deploy
+def main(args: DeployArgs) -> dict:
+    from biodiv_core.stages.train_to_deploy import run_train_to_deploy
 
-    summary = run_train_to_deploy(
-        prepared=prepared,
-        best_parameters=best_parameters,
-        output=output,
-        num_threads=num_threads,
-        correlation_id=correlation_id,
-    )
-    reporting.report(ASSET_KEY, model_metadata(summary, output, correlation_id))
+    summary = run_train_to_deploy(args)
+    reporting.report(DeployArgs.asset_keys()["output"], model_metadata(summary, args))
     return summary
 
 
-def model_metadata(summary: dict[str, Any], output: str, correlation_id: str | None) -> dict[str, Any]:
-    folder = Path(output)
+def model_metadata(summary: dict[str, Any], args: DeployArgs) -> dict[str, Any]:
+    folder = Path(args.output)
     model_path = folder / MODEL_DIR
     saved = json.loads((folder / "model_metadata.json").read_text())
     run_id = saved.get("run_id") or summary.get("mlflow_run_id") or summary.get("run_id")
     run_uri = saved.get("run_uri") or summary.get("mlflow_run_uri") or summary.get("run_uri")
     metadata: dict[str, Any] = {
-        "path": reporting.path(output),
-        "correlation_id": reporting.text(correlation_id or ""),
+        **reporting.common(args.output, args),
         "model_path": reporting.path(model_path),
         "model_uri": reporting.text(model_path.resolve().as_uri()),
         "model_name": reporting.text(saved.get("model_name", MODEL_DIR)),
@@ -66,7 +48,7 @@ def model_metadata(summary: dict[str, Any], output: str, correlation_id: str | N
 
 
 def cli(argv=None) -> int:
-    return _cli.cli("train_to_deploy", build_parser, main, sys.argv[1:] if argv is None else argv)
+    return _cli.cli(DeployArgs, main, argv)
 
 
 if __name__ == "__main__":

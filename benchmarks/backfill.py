@@ -1,7 +1,7 @@
 """Parallel backfill: 12 sample partitions with the local step launcher, two runs at a time on this machine.
 
 Driven as the run queue drives a UI backfill (config/dagster.yaml: run_queue.max_concurrent_runs 2): one
-fresh process per partition run (`biodiv_dagster.runner.train_partition`: the train_models job with the
+fresh process per partition run (`biodiv_dagster.training.runner.train_partition`: the train_models job with the
 local step launcher, each asset's step in its own `python -m azureml_steps.<step>` process), at most two
 at once, the next starting as soon as one ends. The daemon's run worker would add one process and the
 code-location load per run (~1.2 s CPU, benchmarks/cold_start.py) and nothing else that competes for CPU.
@@ -10,7 +10,7 @@ Three phases on the same 12 partitions (2 sites x 6 species, 4,000 points, max_e
 config/run.yml), each on fresh state:
   1. single: every run alone, one after the other -> each run's CPU seconds (process tree, wait4).
   2. budget: the backfill, threads per LightGBM call = biodiv_core.threads.cpu_budget(2 concurrent runs)
-     (what TrainingConfig.threads() gives with num_threads 0).
+     (what RunSettings.threads() gives with num_threads 0).
   3. default: the same backfill with LightGBM's default threading (num_threads 0 = OpenMP's default, one
      thread per core): a sitecustomize shim on the run processes drops our num_threads and OMP_NUM_THREADS.
      On the first --contrast-partitions partitions only (it thrashes: all 12 took 29 minutes here).
@@ -46,7 +46,7 @@ RUN = """
 import sys
 sys.path.insert(0, {repo!r})
 from biodiv_dagster.instance import get_instance
-from biodiv_dagster.runner import train_partition
+from biodiv_dagster.training.runner import train_partition
 train_partition(get_instance(), sys.argv[1], sys.argv[2], correlation_id="bench-backfill", quiet=True)
 """
 
@@ -55,7 +55,7 @@ DEFAULT_THREADING_SHIM = """
 import os
 os.environ.pop("OMP_NUM_THREADS", None)  # read by OpenMP when LightGBM loads, after this
 try:
-    import biodiv_core.model as _model
+    import biodiv_core.training.model as _model
 except Exception:
     _model = None
 if _model is not None:
@@ -71,7 +71,7 @@ if _model is not None:
 
 
 def prepare(base: Path, rows: int, n: int) -> tuple[Path, list[tuple[str, str]]]:
-    from biodiv_core.generate import generate_datastore
+    from biodiv_core.data.generate import generate_datastore
 
     pairs = [(site, species) for site in SITES for species in SPECIES][:n]
     data_root = base / "data"
@@ -102,7 +102,7 @@ def phase_env(base: Path, name: str, data_root: Path, shim: bool) -> dict:
     # Partitions exist before the runs start (the sync sensor's job), so runs do not race to add them.
     subprocess.run(
         [sys.executable, "-c", "from biodiv_dagster.instance import get_instance\n"
-         "from biodiv_dagster.sync import add_partition\nimport sys\n"
+         "from biodiv_dagster.training.sync import add_partition\nimport sys\n"
          "i = get_instance()\n[add_partition(i, s, p) for s, p in zip(sys.argv[1::2], sys.argv[2::2])]",
          *[x for pair in PAIRS for x in pair]],
         env=env, check=True, cwd=REPO, capture_output=True,

@@ -1,7 +1,7 @@
 """Thin orchestration: one 20k-row partition through Dagster + the step launcher vs the same core functions
 called directly in one process, with the same data and parameters.
 
-- dagster: a fresh process runs ``biodiv_dagster.runner.train_partition`` (what `biodiv run` does before
+- dagster: a fresh process runs ``biodiv_dagster.training.runner.train_partition`` (what `biodiv run` does before
   registering): the train_models job in process on a persistent SQLite instance, every asset launching its
   step (`python -m azureml_steps.<step>`) through Pipes.
 - direct: a fresh process calls ``run_prep``, ``run_train``, ``run_score``, ``run_train_to_deploy``.
@@ -29,7 +29,7 @@ DAGSTER = """
 import sys
 sys.path.insert(0, {repo!r})
 from biodiv_dagster.instance import get_instance
-from biodiv_dagster.runner import train_partition
+from biodiv_dagster.training.runner import train_partition
 train_partition(get_instance(), {site!r}, {species!r}, max_evals={evals}, n_folds={folds}, seed=0, num_threads=1,
                 quiet=True)
 """
@@ -37,18 +37,24 @@ train_partition(get_instance(), {site!r}, {species!r}, max_evals={evals}, n_fold
 DIRECT = """
 import sys
 sys.path.insert(0, {repo!r})
-from biodiv_core.prep import run_prep
-from biodiv_core.stages import run_score, run_train, run_train_to_deploy
+from biodiv_core.data.prep import run_prep
 from biodiv_core.naming import features_asset_name, species_asset_name
+from biodiv_core.run_settings import DEFAULTS
+from biodiv_core.stages.score import run_score
+from biodiv_core.stages.train import run_train
+from biodiv_core.stages.train_to_deploy import run_train_to_deploy
+from biodiv_core.step_args import DeployArgs, PrepArgs, ScoreArgs, TrainArgs
 out = {out!r}
 root = {root!r}
-run_prep(f"{{root}}/{{features_asset_name({site!r})}}/1", f"{{root}}/{{species_asset_name({site!r})}}/1", {species!r},
-         f"{{out}}/prepared", site={site!r})
-run_train(f"{{out}}/prepared", {params!r}, f"{{out}}/best", f"{{out}}/split", n_folds={folds}, max_evals={evals},
-          seed=0, num_threads=1, site={site!r}, species={species!r})
-run_score(f"{{out}}/best", f"{{out}}/split", f"{{out}}/scores", num_threads=1, site={site!r}, species={species!r})
-run_train_to_deploy(f"{{out}}/prepared", f"{{out}}/best", f"{{out}}/model", num_threads=1, site={site!r},
-                    species={species!r})
+names = dict(site={site!r}, species={species!r})
+run_prep(PrepArgs(**names, features=f"{{root}}/{{features_asset_name({site!r})}}/1",
+                  species_dir=f"{{root}}/{{species_asset_name({site!r})}}/1", output=f"{{out}}/prepared"))
+settings = DEFAULTS.replace(n_folds={folds}, max_evals={evals}, seed=0, num_threads=1)
+run_train(TrainArgs.from_settings(settings, **names, prepared=f"{{out}}/prepared", params_config={params!r},
+                                  best_parameters=f"{{out}}/best", split=f"{{out}}/split"))
+run_score(ScoreArgs(**names, best_parameters=f"{{out}}/best", split=f"{{out}}/split", output=f"{{out}}/scores"))
+run_train_to_deploy(DeployArgs(**names, prepared=f"{{out}}/prepared", best_parameters=f"{{out}}/best",
+                               output=f"{{out}}/model"))
 """
 
 
@@ -89,7 +95,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from biodiv_core.generate import generate_datastore
+    from biodiv_core.data.generate import generate_datastore
 
     with tempfile.TemporaryDirectory(prefix="biodiv-bench-orchestration-") as tmp:
         tmp = Path(tmp)

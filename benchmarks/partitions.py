@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
         from biodiv_dagster.deployment.sensor import BATCH_LIMIT, registration_sensor
         from biodiv_dagster.instance import get_instance
         from biodiv_dagster.partitions import site_species_partitions
-        from biodiv_dagster.sync import partition_sync_sensor, sync_partitions
+        from biodiv_dagster.training.sync import partition_sync_sensor, sync_partitions
 
         instance = get_instance()
         out: dict = {"sites": args.sites, "species": args.species}

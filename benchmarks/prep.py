@@ -1,7 +1,7 @@
 """Big sites: prep of 1,000,000 points x 30 covariates (parquet and CSV) against 200,000 gold rows, vs the floor;
 then the train / score / train_to_deploy steps on the 200k-row prepared partition.
 
-- prep: ``biodiv_core.prep.run_prep`` (read, prune, join, validate, write the output folder).
+- prep: ``biodiv_core.data.prep.run_prep`` (read, prune, join, validate, write the output folder).
 - floor: pyarrow reads the same feature files and the gold CSV and does the inner join on gbifid
   (``Table.join``), nothing else: no validation, no dtype narrowing, no output.
 Each runs in a fresh child process (median wall of --repeat; the first of each is a discarded warm-up of the
@@ -39,11 +39,13 @@ import psutil
 sys.path.insert(0, {repo!r})
 mode, features, gold, output = sys.argv[1:5]
 import numpy as np, pandas as pd, pyarrow as pa, pyarrow.compute as pc, pyarrow.csv as pacsv, pyarrow.parquet as pq
-from biodiv_core.prep import run_prep
+from biodiv_core.data.prep import run_prep
+from biodiv_core.step_args import PrepArgs
 baseline = psutil.Process().memory_info().rss
 start = time.perf_counter()
 if mode == "prep":
-    summary = run_prep(features, os.path.dirname(gold), {species!r}, output)
+    summary = run_prep(PrepArgs(site="bench", species={species!r}, features=features,
+                                species_dir=os.path.dirname(gold), output=output))
     rows = summary["rows"]
 else:
     files = sorted(os.path.join(features, f) for f in os.listdir(features))
@@ -60,7 +62,7 @@ print(json.dumps({{"seconds": seconds, "baseline_rss": baseline, "rows": rows}})
 
 def ensure_data(data_dir: Path, rows: int, gold_rows: int, covariates: int) -> dict[str, tuple[str, str]]:
     """(features folder, gold file) per format, generated once (deterministic, so reusable)."""
-    from biodiv_core.generate import generate_datastore
+    from biodiv_core.data.generate import generate_datastore
     from biodiv_core.naming import features_asset_name, species_asset_name, species_file_name
 
     out = {}
@@ -111,7 +113,7 @@ def measure(mode: str, features: str, gold: str, output: str, repeat: int) -> di
 
 
 def joined_frame_mib(prepared: str) -> float:
-    from biodiv_core.prep import load_prepared
+    from biodiv_core.data.prep import load_prepared
 
     data = load_prepared(prepared)
     total = data.features.memory_usage(deep=True).sum() + data.targets.memory_usage(deep=True)

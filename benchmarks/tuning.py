@@ -1,6 +1,6 @@
 """Tuner benchmark: ours vs a straightforward baseline vs the floor, in one run on the same data.
 
-- ours: biodiv_core.tuning.tune (one binned Dataset, interleaved folds with early stopping, pruning).
+- ours: biodiv_core.training.tuning.tune (one binned Dataset, interleaved folds with early stopping, pruning).
 - baseline: the seed's reading: per hyperopt trial, ``cross_val_score`` of an ``LGBMClassifier`` with
   ``n_estimators = num_boost_round`` (no early stopping), ``n_jobs=1`` (one thread, as ours: LightGBM's
   default of all cores thrashes on this shared machine, DESIGN section 9, and would make the baseline
@@ -31,9 +31,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from biodiv_core.params import load_params  # noqa: E402
 from biodiv_core.settings import config_dir  # noqa: E402
-from biodiv_core.tuning import FoldData, stratified_folds, tune  # noqa: E402
+from biodiv_core.training.params import load_params  # noqa: E402
+from biodiv_core.training.tuning import FoldData, stratified_folds, tune  # noqa: E402
 
 
 def make_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -56,9 +56,10 @@ def generated_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame,
     """The project's generator + prep: one site, one species, ``n_features`` covariates (one categorical)."""
     import tempfile
 
-    from biodiv_core.generate import generate_datastore
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_core.data.prep import load_prepared, run_prep
     from biodiv_core.naming import features_asset_name, species_asset_name
-    from biodiv_core.prep import load_prepared, run_prep
+    from biodiv_core.step_args import PrepArgs
 
     site, species = "benchsite", "Bench species"
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +67,15 @@ def generated_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame,
         generate_datastore(
             root, [site], [species], rows=rows, gold_rows=rows, n_covariates=n_features, seed=seed, fmt="parquet"
         )
-        run_prep(root / features_asset_name(site), root / species_asset_name(site), species, root / "prepared")
+        run_prep(
+            PrepArgs(
+                site=site,
+                species=species,
+                features=str(root / features_asset_name(site)),
+                species_dir=str(root / species_asset_name(site)),
+                output=str(root / "prepared"),
+            )
+        )
         data = load_prepared(root / "prepared")
     return data.features, data.targets.to_numpy()
 
@@ -85,7 +94,7 @@ def run_baseline(x, y, config, folds, evals: int, seed: int) -> list[float]:
     from hyperopt import STATUS_OK
     from sklearn.model_selection import cross_val_score
 
-    from biodiv_core.tuning import run_tpe
+    from biodiv_core.training.tuning import run_tpe
 
     aucs: list[float] = []
 

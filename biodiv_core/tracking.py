@@ -84,6 +84,7 @@ def tracked_run(
     correlation_id: str | None = None,
     site: str | None = None,
     species: str | None = None,
+    partition: str | None = None,
     experiment: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, object] | None = None,
@@ -95,7 +96,9 @@ def tracked_run(
     """
     import mlflow
 
-    all_tags = run_tags(step=step, correlation_id=correlation_id, site=site, species=species, **(tags or {}))
+    all_tags = run_tags(
+        step=step, correlation_id=correlation_id, site=site, species=species, partition=partition, **(tags or {})
+    )
     if os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
         run = mlflow.start_run()
@@ -111,6 +114,11 @@ def tracked_run(
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+
+
+def step_run(args) -> contextlib.AbstractContextManager:
+    """The MLflow run of one step (a `biodiv_core.step_args.StepArgs`): tagged with its partition and correlation id."""
+    return tracked_run(args.step, correlation_id=args.correlation_id, **args.context())
 
 
 def _note_run(run_id: str) -> None:

@@ -18,7 +18,7 @@ def input_data_versions(site: str, species: str, data_root: str | Path | None = 
     ``species`` is accepted for symmetry and future per-species assets: today one species asset
     version per site holds every gold file.
     """
-    from biodiv_core import datastore
+    from biodiv_core.data import datastore
 
     root = Path(data_root) if data_root else settings.data_root()
     return {

@@ -1,9 +1,9 @@
-"""`habitat_suitability` (issue 7): the deployed model applied to every point of the site's features.
+"""`habitat_suitability`: the deployed model applied to every point of the site's features.
 
 Runs in the Dagster process, like `batch_deployment`: it reads the deployed version from the
 `batch_deployment` metadata, finds the model through the `deployment_backend` registry, reads the
 site's latest feature version from the data store and writes the parquet table and map image with
-``biodiv_core.habitat.run_habitat``. Local data store only (the step launcher's ``local`` mode); in
+``biodiv_core.serving.habitat.run_habitat``. Local data store only (the step launcher's ``local`` mode); in
 ``azureml`` mode the features live in a workspace data asset and the asset fails with a clear message.
 """
 
@@ -16,7 +16,7 @@ from biodiv_core.errors import BiodivError
 from biodiv_core.naming import features_asset_name
 from biodiv_dagster.deployment.backend import DeploymentBackend
 from biodiv_dagster.deployment.upstream import latest_record, metadata_values
-from biodiv_dagster.launcher import StepLauncher
+from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
 
 # Inline the map in the UI below this size (the PNG path is always reported).
@@ -40,9 +40,10 @@ def _fail(message: str) -> dg.Failure:
 def habitat_suitability(
     context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, step_launcher: StepLauncher
 ) -> dg.MaterializeResult:
-    from biodiv_core import batch_scoring
-    from biodiv_core.datastore import read_table
-    from biodiv_core.habitat import run_habitat
+    from biodiv_core.data.datastore import read_table
+    from biodiv_core.serving import batch_scoring
+    from biodiv_core.serving.habitat import run_habitat
+    from biodiv_core.training.model import feature_names
 
     partition = str(context.partition_key)
     site_slug, species_slug = split_partition_key(partition)
@@ -71,7 +72,7 @@ def habitat_suitability(
             features,
             model,
             output,
-            feature_names=batch_scoring.feature_names(model),
+            feature_names=feature_names(model),
             threshold=threshold,
             title=f"{name} v{version}: habitat suitability",
         )

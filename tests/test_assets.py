@@ -7,14 +7,15 @@ import dagster as dg
 import pytest
 
 from biodiv_core import settings
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.errors import ConfigError
-from biodiv_core.generate import generate_datastore
-from biodiv_dagster.assets import training_assets
-from biodiv_dagster.config import load_run_defaults, training_run_config
+from biodiv_core.run_settings import load_run_settings
 from biodiv_dagster.correlation import correlation_id_from_tags
 from biodiv_dagster.instance import get_instance
-from biodiv_dagster.launcher import StepLauncher
-from biodiv_dagster.sync import add_partition
+from biodiv_dagster.launcher.local import LocalStepLauncher
+from biodiv_dagster.training.assets import training_assets
+from biodiv_dagster.training.config import training_run_config
+from biodiv_dagster.training.sync import add_partition
 
 PARTITION = "everglades|cygnus-buccinator"
 TINY = dict(max_evals=2, n_folds=3, seed=11, num_threads=1)
@@ -34,7 +35,7 @@ def _materialize(instance, selection, tags=None, raise_on_error=True):
         selection=selection,
         instance=instance,
         partition_key=PARTITION,
-        resources={"step_launcher": StepLauncher()},
+        resources={"step_launcher": LocalStepLauncher()},
         run_config=training_run_config(selection, **TINY),
         tags=tags or {},
         raise_on_error=raise_on_error,
@@ -116,15 +117,15 @@ def test_run_config_defaults_come_from_file_then_environment(tmp_path, monkeypat
     folder.mkdir()
     (folder / "run.yml").write_text("max_evals: 7\nn_folds: 4\nauc_floor: 0.7\n")
     monkeypatch.setenv("BIODIV_CONFIG_DIR", str(folder))
-    defaults = load_run_defaults()
+    defaults = load_run_settings()
     assert (defaults.max_evals, defaults.n_folds, defaults.auc_floor) == (7, 4, 0.7)
     monkeypatch.setenv("BIODIV_MAX_EVALS", "3")
-    assert load_run_defaults().max_evals == 3
-    monkeypatch.setenv("BIODIV_N_FOLDS", "1")
-    with pytest.raises(ConfigError, match="n_folds=1"):
-        load_run_defaults()
+    assert load_run_settings().max_evals == 3
     with pytest.raises(ConfigError, match="max_evals=0"):
         training_run_config(max_evals=0)
+    monkeypatch.setenv("BIODIV_N_FOLDS", "1")
+    with pytest.raises(ConfigError, match="n_folds=1"):
+        load_run_settings()
 
 
 def test_correlation_id_prefers_tag_then_backfill_then_run():

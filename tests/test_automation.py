@@ -7,7 +7,7 @@ from deployment_helpers import add_partitions, report
 
 from biodiv_core import naming
 from biodiv_dagster.deployment.automation import new_data_version_sensor, retrain_job, weekly_retrain_schedule
-from biodiv_dagster.launcher import StepLauncher
+from biodiv_dagster.launcher.local import LocalStepLauncher
 from biodiv_dagster.partitions import site_species_partitions
 
 TRAINING_ASSETS = {"prepared_data", "best_parameters", "train_test_split", "scores", "deployable_model"}
@@ -79,7 +79,7 @@ def _trained(instance, partition, features_version, species_version):
 
 
 def _sensor(instance, root):
-    resources = {"step_launcher": StepLauncher(data_root=str(root))}
+    resources = {"step_launcher": LocalStepLauncher(data_root=str(root))}
     result = new_data_version_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     return [] if isinstance(result, dg.SkipReason) else result
 

@@ -6,15 +6,15 @@ import pytest
 from azure.ai.ml.entities import BatchEndpoint
 from azure_fakes import FakeMLClient
 
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.errors import ConfigError, NotFoundError
-from biodiv_core.generate import generate_datastore
 from biodiv_core.naming import endpoint_name, model_name
 from biodiv_dagster import azure_settings
 from biodiv_dagster.azure_data import resolve_data_version, upload_data
 from biodiv_dagster.azure_env import CONDA_FILE, environment_version, register_environment
 from biodiv_dagster.azure_settings import AzureMLSettings
 from biodiv_dagster.cli import main as cli_main
-from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.azureml import AzureMLDeploymentBackend
 
 SITE, SPECIES = "Yellowstone", "Cygnus buccinator"
 
@@ -41,7 +41,7 @@ def _model_folder(client: FakeMLClient, run_id: str) -> str:
 
 
 def test_register_and_deploy_are_idempotent_and_switch_the_default(workspace):
-    backend = DeploymentBackend(mode="azureml")
+    backend = AzureMLDeploymentBackend()
     name, endpoint = model_name(SITE, SPECIES), endpoint_name(SITE, SPECIES)
     first_uri = _model_folder(workspace, "run1")
     assert backend.deployed_version(name) is None

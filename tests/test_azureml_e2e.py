@@ -11,15 +11,15 @@ import pytest
 from azureml_helpers import fake_workspace  # noqa: F401 - fixture
 
 from biodiv_core import naming
-from biodiv_core.generate import generate_datastore
-from biodiv_dagster.assets import TRAINING_ASSET_KEYS, training_assets
+from biodiv_core.data.generate import generate_datastore
 from biodiv_dagster.azure_data import upload_data
-from biodiv_dagster.config import training_run_config
+from biodiv_dagster.backends import STEP_LAUNCHERS
 from biodiv_dagster.deployment.assets import QualityGate, batch_deployment, registered_model
-from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.azureml import AzureMLDeploymentBackend
 from biodiv_dagster.instance import get_instance
-from biodiv_dagster.launcher import StepLauncher
-from biodiv_dagster.sync import add_partition
+from biodiv_dagster.training.assets import TRAINING_ASSET_KEYS, training_assets
+from biodiv_dagster.training.config import training_run_config
+from biodiv_dagster.training.sync import add_partition
 
 pytestmark = pytest.mark.azurite
 
@@ -42,7 +42,7 @@ def _train(instance, mode: str, selection=TRAINING_ASSET_KEYS):
         selection=list(selection),
         instance=instance,
         partition_key=PARTITION,
-        resources={"step_launcher": StepLauncher(mode=mode)},
+        resources={"step_launcher": STEP_LAUNCHERS[mode]()},
         run_config=training_run_config(list(selection), **TINY),
         tags={"correlation_id": f"corr-{mode}"},
     )
@@ -94,7 +94,7 @@ def test_one_partition_trains_registers_and_deploys_on_azureml(fake_workspace, t
         instance=instance,
         partition_key=PARTITION,
         resources={
-            "deployment_backend": DeploymentBackend(mode="azureml"),
+            "deployment_backend": AzureMLDeploymentBackend(),
             "quality_gate": QualityGate(auc_floor=0.5),
         },
         tags={"correlation_id": "corr-azureml"},

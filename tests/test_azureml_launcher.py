@@ -14,13 +14,14 @@ from azureml_helpers import fake_workspace  # noqa: F401 - fixture
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._utils.interrupts import raise_interrupts_as
 
-from biodiv_core.generate import generate_datastore
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.naming import features_asset_name, species_asset_name
+from biodiv_core.step_args import PrepArgs
 from biodiv_dagster.azure_data import upload_data
 from biodiv_dagster.azure_env import environment_version
-from biodiv_dagster.launcher import StepLauncher, StepSpec
-from biodiv_dagster.launcher.azureml import job_name
+from biodiv_dagster.launcher.azureml import AzureMLStepLauncher, job_name
 from biodiv_dagster.launcher.azureml_client import call_with_retry
+from biodiv_dagster.launcher.spec import StepSpec
 
 pytestmark = pytest.mark.azurite
 
@@ -33,16 +34,18 @@ PARTITION = dg.MultiPartitionKey({"site": SITE, "species": SPECIES})
 
 def _prep_asset(species_name: str = "Cygnus buccinator"):
     @dg.asset(name="prepared_data", partitions_def=PARTITIONS)
-    def prepared_data(context: dg.AssetExecutionContext, step_launcher: StepLauncher):
+    def prepared_data(context: dg.AssetExecutionContext, step_launcher: AzureMLStepLauncher):
         features, _ = step_launcher.data_input(features_asset_name(SITE))
         gold, _ = step_launcher.data_input(species_asset_name(SITE))
         spec = StepSpec(
-            step="prep",
-            inputs={"features": features, "species-dir": gold},
-            outputs={"output": step_launcher.output_location("prepared_data", SITE, SPECIES, context.run_id)},
-            params={"species": species_name},
-            asset_keys={"output": "prepared_data"},
-            correlation_id="cid-test-1",
+            PrepArgs(
+                site=SITE,
+                species=species_name,
+                features=features,
+                species_dir=gold,
+                output=step_launcher.output_location("prepared_data", SITE, SPECIES, context.run_id),
+                correlation_id="cid-test-1",
+            )
         )
         (result,) = step_launcher.launch(context, spec)
         return result
@@ -59,7 +62,7 @@ def uploaded(fake_workspace, tmp_path):  # noqa: F811
 
 
 def _job(asset, run_id=None, instance=None):
-    defs = dg.Definitions(assets=[asset], resources={"step_launcher": StepLauncher(mode="azureml")})
+    defs = dg.Definitions(assets=[asset], resources={"step_launcher": AzureMLStepLauncher()})
     return defs.get_implicit_global_asset_job_def().execute_in_process(
         partition_key=PARTITION,
         run_id=run_id,

@@ -6,9 +6,17 @@ import pytest
 from model_quality_data import clustered_sdm, sigmoid
 from sklearn.metrics import roc_auc_score
 
-from biodiv_core.baseline import baseline_oof, baseline_scores, fit_baseline, lift, make_baseline, predict_baseline
 from biodiv_core.errors import ConfigError, DataContractError
-from biodiv_core.spatial_cv import lightgbm_fit_predict, make_folds, out_of_fold_predictions
+from biodiv_core.evaluation.baseline import (
+    baseline_oof,
+    baseline_scores,
+    fit_baseline,
+    lift,
+    make_baseline,
+    predict_baseline,
+)
+from biodiv_core.training.model import lightgbm_fit_predict
+from biodiv_core.training.spatial_cv import make_folds, out_of_fold_predictions
 
 PREDICTORS = ["temperature", "precipitation", "noise", "land_cover"]
 
@@ -59,7 +67,8 @@ def test_lightgbm_lifts_over_the_baseline_on_a_non_quadratic_niche():
     logit = 3.0 * np.sign(np.sin(2.5 * X["a"])) + 2.0 * (X["b"] > 0.5) * (X["c"] > 0)
     y = (rng.random(n) < sigmoid(logit.to_numpy() - 0.5)).astype(int)
     folds = make_folds(X, y, "random", n_folds=4)
-    model_auc = roc_auc_score(y, out_of_fold_predictions(lightgbm_fit_predict({"learning_rate": 0.1}, 80), X, y, folds))
+    fit_predict = lightgbm_fit_predict({"learning_rate": 0.1, "num_boost_round": 80})
+    model_auc = roc_auc_score(y, out_of_fold_predictions(fit_predict, X, y, folds))
     base_auc = roc_auc_score(y, baseline_oof(X, y, folds))
     assert lift(model_auc, base_auc) > 0.05, (model_auc, base_auc)
 

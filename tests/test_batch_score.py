@@ -9,7 +9,7 @@ from deployment_helpers import FEATURES, copy_model, sample_features, save_model
 
 from biodiv_core import naming
 from biodiv_dagster.cli import main
-from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.local import LocalDeploymentBackend
 
 SITE, SPECIES = "yellowstone", "Cygnus buccinator"
 
@@ -24,7 +24,7 @@ def models(tmp_path_factory):
 
 
 def _deploy(model_dir, tags=None):
-    backend = DeploymentBackend()
+    backend = LocalDeploymentBackend()
     name = naming.model_name(SITE, SPECIES)
     version = backend.register(str(model_dir), name, tags or {"roc_auc": 0.8})
     backend.deploy(name, version, naming.endpoint_name(SITE, SPECIES), SITE, SPECIES)

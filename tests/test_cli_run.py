@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from biodiv_core import settings
-from biodiv_core.generate import generate_datastore
+from biodiv_core.data.generate import generate_datastore
 
 CLI = [sys.executable, "-c", "import sys; from biodiv_dagster.cli import main; sys.exit(main())"]
 

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from biodiv_core import datastore as ds
+from biodiv_core.data import datastore as ds
 from biodiv_core.errors import DataContractError, InvalidNameError, NotFoundError
 
 

@@ -9,7 +9,7 @@ from deployment_helpers import add_partitions, copy_model, report, report_traine
 from biodiv_core import naming, settings
 from biodiv_core.errors import ConfigError, NotFoundError
 from biodiv_dagster.deployment.assets import QualityGate, batch_deployment, registered_model
-from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.local import LocalDeploymentBackend
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_local_backend_registers_deploys_and_records_the_endpoint(model_dir, tmp_path):
-    backend = DeploymentBackend()
+    backend = LocalDeploymentBackend()
     name = naming.model_name("yellowstone", "Cygnus buccinator")
     assert backend.deployed_version(name) is None
 
@@ -58,9 +58,16 @@ def test_local_backend_registers_deploys_and_records_the_endpoint(model_dir, tmp
         backend.model_location(name, "99")
 
 
-def test_unknown_mode_is_a_config_error():
-    with pytest.raises(ConfigError, match="mode 'nowhere'"):
-        DeploymentBackend(mode="nowhere").deployed_version("lgbm-x-y")
+def test_unknown_mode_is_a_config_error(monkeypatch):
+    from biodiv_dagster.backends import deployment_backend_from_env
+
+    monkeypatch.setenv("BIODIV_DEPLOYMENT_MODE", "nowhere")
+    with pytest.raises(ConfigError, match="BIODIV_DEPLOYMENT_MODE='nowhere'"):
+        deployment_backend_from_env()
+    monkeypatch.setenv("BIODIV_DEPLOYMENT_MODE", "azureml")
+    assert type(deployment_backend_from_env()).__name__ == "AzureMLDeploymentBackend"
+    monkeypatch.delenv("BIODIV_DEPLOYMENT_MODE")
+    assert isinstance(deployment_backend_from_env(), LocalDeploymentBackend)
 
 
 def _run(instance, partition, gate=None, tags=None):
@@ -68,7 +75,7 @@ def _run(instance, partition, gate=None, tags=None):
         [registered_model, batch_deployment],
         instance=instance,
         partition_key=partition,
-        resources={"deployment_backend": DeploymentBackend(), "quality_gate": gate or QualityGate(auc_floor=0.7)},
+        resources={"deployment_backend": LocalDeploymentBackend(), "quality_gate": gate or QualityGate(auc_floor=0.7)},
         tags=tags,
     )
     assert result.success
@@ -120,7 +127,7 @@ def test_assets_register_gate_and_deploy_from_upstream_metadata(model_dir, tmp_p
         registered, deployment = _run(instance, partition, tags={"correlation_id": "sensor-cid"})
         assert deployment["deployed"] is True and deployment["previous_version"] == v1
         assert registered["correlation_id"] == deployment["correlation_id"] == "sensor-cid"
-        assert DeploymentBackend().deployed_version(name).version == registered["registered_version"]
+        assert LocalDeploymentBackend().deployed_version(name).version == registered["registered_version"]
 
 
 def test_missing_upstream_metadata_fails_with_a_clear_message():

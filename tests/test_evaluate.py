@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.evaluate import evaluate, flat_metrics, write_results
+from biodiv_core.evaluation.metrics import evaluate, flat_metrics, write_results
 
 # Hand-made: 5 ABSENT, 4 PRESENT. Threshold 0.5 -> TN=4, FP=1 (0.6), FN=1 (0.3), TP=3.
 Y = [0, 0, 0, 1, 1, 1, 1, 0, 0]

@@ -9,7 +9,7 @@ from model_quality_data import PRECIPITATION_OPTIMUM, clustered_sdm, train_boost
 from scipy.stats import spearmanr
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.explain import (
+from biodiv_core.evaluation.explain import (
     explain_model,
     gain_importance,
     partial_dependence,
@@ -17,7 +17,7 @@ from biodiv_core.explain import (
     plot_habitat_map,
     shap_summary,
 )
-from biodiv_core.thresholds import calibration_table
+from biodiv_core.training.thresholds import calibration_table
 
 PREDICTORS = ["temperature", "precipitation", "noise", "land_cover"]
 
@@ -95,8 +95,8 @@ def test_calibration_and_habitat_map_plots(fitted, tmp_path):
 
 def test_generated_data_top_features_include_the_true_niche(tmp_path):
     """On the project's generator the model's top SHAP features name covariates of the known niche."""
-    from biodiv_core.datastore import read_table, species_file
-    from biodiv_core.generate import generate_datastore
+    from biodiv_core.data.datastore import read_table, species_file
+    from biodiv_core.data.generate import generate_datastore
 
     species = "Lynx canadensis"
     info = generate_datastore(tmp_path, sites=["yellowstone"], species=[species], rows=3000, seed=0)

@@ -8,9 +8,10 @@ import pytest
 from scipy.spatial import cKDTree
 from sklearn.metrics import roc_auc_score
 
-from biodiv_core import datastore as ds
+from biodiv_core.data import datastore as ds
+from biodiv_core.data.generate import generate_datastore
+from biodiv_core.data.landscape import CATEGORICAL_COVARIATE, LAND_COVER
 from biodiv_core.errors import ConfigError, InvalidNameError
-from biodiv_core.generate import CATEGORICAL_COVARIATE, LAND_COVER, generate_datastore
 from biodiv_dagster.cli import main as cli_main
 
 SPECIES = ("Cygnus buccinator", "Lynx canadensis")

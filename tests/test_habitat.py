@@ -9,7 +9,7 @@ from model_quality_data import clustered_sdm, train_booster
 from scipy.stats import spearmanr
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.habitat import MAP_FILE, OUTPUT_FILE, run_habitat, suitability_table
+from biodiv_core.serving.habitat import MAP_FILE, OUTPUT_FILE, run_habitat, suitability_table
 
 PREDICTORS = ["temperature", "precipitation", "noise", "land_cover"]
 
@@ -73,9 +73,9 @@ def _deployed_model(tmp_path, data_root, threshold):
     """Generated site data, a LightGBM model on it saved as an MLflow model, registered in the local registry."""
     import mlflow.lightgbm
 
-    from biodiv_core.datastore import read_table, species_file
-    from biodiv_core.generate import generate_datastore
-    from biodiv_dagster.deployment.backend import DeploymentBackend
+    from biodiv_core.data.datastore import read_table, species_file
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_dagster.deployment.local import LocalDeploymentBackend
 
     species = "Lynx canadensis"
     info = generate_datastore(data_root, sites=["yellowstone"], species=[species], rows=800, gold_rows=500, seed=1)
@@ -89,7 +89,7 @@ def _deployed_model(tmp_path, data_root, threshold):
     mlflow.lightgbm.save_model(
         booster, str(model_dir), pip_requirements=["lightgbm"], metadata={"threshold": threshold}
     )
-    backend = DeploymentBackend()
+    backend = LocalDeploymentBackend()
     version = backend.register(str(model_dir), "lgbm-yellowstone-lynx-canadensis", tags={"roc_auc": 0.8})
     return backend, version, len(features)
 
@@ -98,14 +98,14 @@ def test_habitat_suitability_asset_maps_the_deployed_model_over_the_site(tmp_pat
     import dagster as dg
 
     from biodiv_dagster.habitat import habitat_suitability
-    from biodiv_dagster.launcher import StepLauncher
+    from biodiv_dagster.launcher.local import LocalStepLauncher
     from biodiv_dagster.partitions import partition_key
 
     data_root = tmp_path / "data"
     backend, version, n_points = _deployed_model(tmp_path, data_root, threshold=0.3)
     resources = {
         "deployment_backend": backend,
-        "step_launcher": StepLauncher(data_root=str(data_root), storage_root=str(tmp_path / "storage")),
+        "step_launcher": LocalStepLauncher(data_root=str(data_root), storage_root=str(tmp_path / "storage")),
     }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("site", ["yellowstone"])

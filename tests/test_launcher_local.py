@@ -4,54 +4,65 @@ import dagster as dg
 import pytest
 
 from biodiv_core import settings
-from biodiv_core.generate import generate_datastore
-from biodiv_dagster.launcher import StepLauncher, StepSpec, canonical_results
-from biodiv_dagster.launcher.local import step_env
+from biodiv_core.data.generate import generate_datastore
+from biodiv_core.errors import ConfigError
+from biodiv_core.step_args import ScoreArgs
+from biodiv_dagster.launcher.base import canonical_results
+from biodiv_dagster.launcher.local import LocalStepLauncher, step_env
+from biodiv_dagster.launcher.spec import StepSpec
 
 
 def _spec(**changes):
     values = dict(
-        step="score",
-        inputs={"best-parameters": "/in/best", "split": "/in/split"},
-        outputs={"output": "/out/scores/run1"},
-        params={"num-threads": 1},
-        asset_keys={"output": "scores"},
+        site="everglades",
+        species="Cygnus buccinator",
+        best_parameters="/in/best",
+        split="/in/split",
+        output="/out/scores/run1",
+        num_threads=1,
         correlation_id="cid-1",
     )
     values.update(changes)
-    return StepSpec(**values)
+    return StepSpec(ScoreArgs(**values))
 
 
 def test_spec_builds_the_contract_command_line():
     spec = _spec()
     assert spec.module == "azureml_steps.score"
     assert spec.arguments() == [
+        "--site", "everglades", "--species", "Cygnus buccinator", "--partition", "everglades|cygnus-buccinator",
+        "--correlation-id", "cid-1", "--num-threads", "1",
         "--best-parameters", "/in/best", "--split", "/in/split", "--output", "/out/scores/run1",
-        "--num-threads", "1", "--correlation-id", "cid-1",
     ]  # fmt: skip
-    with pytest.raises(ValueError, match="Unknown step"):
-        _spec(step="deploy")
-    with pytest.raises(ValueError, match="not in outputs"):
-        _spec(asset_keys={"model": "scores"})
+    assert spec.asset_keys == {"output": "scores"} and spec.outputs == {"output": "/out/scores/run1"}
+    assert ScoreArgs.from_argv(spec.arguments()) == spec.args  # the step reads back what the launcher wrote
+    with pytest.raises(ConfigError, match="num_threads=0"):
+        _spec(num_threads=0)
 
 
 def test_output_location_is_asset_site_species_run(isolated_state):
-    launcher = StepLauncher()
+    launcher = LocalStepLauncher()
     location = launcher.output_location("scores", "everglades", "Cygnus buccinator", "run-42")
     assert location == str(settings.storage_root() / "scores" / "everglades" / "cygnus-buccinator" / "run-42")
-    assert StepLauncher(storage_root="/elsewhere").output_location("a", "s", "x", "r") == "/elsewhere/a/s/x/r"
+    assert LocalStepLauncher(storage_root="/elsewhere").output_location("a", "s", "x", "r") == "/elsewhere/a/s/x/r"
 
 
-def test_unknown_mode_is_a_config_error():
-    from biodiv_core.errors import ConfigError
+def test_launcher_is_chosen_by_environment(monkeypatch):
+    from biodiv_dagster.backends import step_launcher_from_env
+    from biodiv_dagster.launcher.azureml import AzureMLStepLauncher
 
-    with pytest.raises(ConfigError, match="step_launcher mode 'cloud' is unknown"):
-        StepLauncher(mode="cloud").output_location("a", "s", "x", "r")
+    monkeypatch.setenv("BIODIV_LAUNCHER_MODE", "cloud")
+    with pytest.raises(ConfigError, match="BIODIV_LAUNCHER_MODE='cloud' is not a step launcher"):
+        step_launcher_from_env()
+    monkeypatch.setenv("BIODIV_LAUNCHER_MODE", "azureml")
+    assert isinstance(step_launcher_from_env(), AzureMLStepLauncher)
+    monkeypatch.delenv("BIODIV_LAUNCHER_MODE")
+    assert isinstance(step_launcher_from_env(), LocalStepLauncher)
 
 
 def test_step_env_carries_state_tracking_and_correlation(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/x.db")
-    env = step_env(_spec(params={"num-threads": 3}))
+    env = step_env(_spec(num_threads=3))
     assert env["BIODIV_CORRELATION_ID"] == "cid-1"
     assert env["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/x.db"
     assert env["BIODIV_HOME"] == str(settings.biodiv_home())
@@ -59,7 +70,7 @@ def test_step_env_carries_state_tracking_and_correlation(monkeypatch):
 
 
 def test_canonical_results_rewrite_paths_and_require_every_output():
-    spec = _spec(outputs={"output": "azureml://datastores/ws/paths/scores/s/x/run1/"})
+    spec = _spec(output="azureml://datastores/ws/paths/scores/s/x/run1/")
     reported = dg.MaterializeResult(
         asset_key="scores",
         metadata={
@@ -90,9 +101,9 @@ def one_site(tmp_path, monkeypatch):
 
 
 def test_prep_runs_under_pipes_at_the_canonical_location(one_site):
-    from biodiv_dagster.assets import prepared_data
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.sync import add_partition
+    from biodiv_dagster.training.assets import prepared_data
+    from biodiv_dagster.training.sync import add_partition
 
     instance = get_instance()
     add_partition(instance, "everglades", "Cygnus buccinator")
@@ -100,7 +111,7 @@ def test_prep_runs_under_pipes_at_the_canonical_location(one_site):
         [prepared_data],
         instance=instance,
         partition_key="everglades|cygnus-buccinator",
-        resources={"step_launcher": StepLauncher()},
+        resources={"step_launcher": LocalStepLauncher()},
         tags={"correlation_id": "corr-123"},
     )
     [materialization] = result.asset_materializations_for_node("prepared_data")
@@ -119,10 +130,10 @@ def test_prep_runs_under_pipes_at_the_canonical_location(one_site):
 
 
 def test_step_error_message_is_the_dagster_failure(one_site):
-    from biodiv_dagster.assets import prepared_data
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.runner import failure_message
-    from biodiv_dagster.sync import add_partition
+    from biodiv_dagster.training.assets import prepared_data
+    from biodiv_dagster.training.runner import failure_message
+    from biodiv_dagster.training.sync import add_partition
 
     instance = get_instance()
     add_partition(instance, "everglades", "Lynx canadensis")  # no gold data for it
@@ -130,7 +141,7 @@ def test_step_error_message_is_the_dagster_failure(one_site):
         [prepared_data],
         instance=instance,
         partition_key="everglades|lynx-canadensis",
-        resources={"step_launcher": StepLauncher()},
+        resources={"step_launcher": LocalStepLauncher()},
         raise_on_error=False,
     )
     assert not result.success

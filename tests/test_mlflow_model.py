@@ -8,9 +8,10 @@ import pytest
 from mlflow.models import Model
 from sklearn.datasets import make_classification
 
-from biodiv_core import mlflow_model, tracking
-from biodiv_core.model import fit_model, predict_proba
+from biodiv_core import tracking
+from biodiv_core.serving import mlflow_model
 from biodiv_core.settings import biodiv_home, mlflow_artifact_root
+from biodiv_core.training.model import fit_model, predict_proba
 
 PARAMS = {"objective": "binary", "learning_rate": 0.2, "num_leaves": 7, "num_boost_round": 20, "seed": 0}
 
@@ -34,7 +35,7 @@ def test_saved_model_loads_with_pyfunc_and_predicts_probabilities(tmp_path, cate
     assert any(n.startswith("model") for n in names - {"MLmodel"})
     assert "lightgbm==" in (path / "requirements.txt").read_text()
 
-    loaded = mlflow_model.load_pyfunc(path)
+    loaded = mlflow.pyfunc.load_model(str(path))
     predicted = np.asarray(loaded.predict(features.head(50)))
     assert predicted.shape == (50,)
     assert ((predicted >= 0) & (predicted <= 1)).all()

@@ -8,11 +8,15 @@ the Bayes-optimal AUC (ranking by the true probability itself) are measured on t
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+from stage_helpers import run_prep, run_train, run_train_to_deploy
 
-from biodiv_core import datastore, settings, stages
-from biodiv_core.batch_scoring import load_model, predict_probability
-from biodiv_core.generate import generate_datastore
+from biodiv_core import settings
+from biodiv_core.data import datastore
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.naming import features_asset_name, species_asset_name, species_stem, truth_asset_name
+from biodiv_core.serving.batch_scoring import load_model
+from biodiv_core.stages.common import read_best_parameters
+from biodiv_core.training.model import predict_proba
 
 SITE, SPECIES = "yellowstone", "Lynx canadensis"
 
@@ -21,10 +25,8 @@ def _train(tmp_path, seed=0):
     root = tmp_path / "data"
     generate_datastore(root, sites=[SITE], species=[SPECIES], rows=9000, gold_rows=4000, seed=11)
     out = tmp_path / f"out-{seed}"
-    stages.run_prep(
-        root / features_asset_name(SITE) / "1", root / species_asset_name(SITE) / "1", SPECIES, out / "prepared"
-    )
-    stages.run_train(
+    run_prep(root / features_asset_name(SITE) / "1", root / species_asset_name(SITE) / "1", SPECIES, out / "prepared")
+    run_train(
         out / "prepared",
         settings.config_dir() / "lgbm_params.yml",
         out / "best",
@@ -33,7 +35,7 @@ def _train(tmp_path, seed=0):
         max_evals=12,
         seed=seed,
     )
-    stages.run_train_to_deploy(out / "prepared", out / "best", out / "model")
+    run_train_to_deploy(out / "prepared", out / "best", out / "model")
     return root, out
 
 
@@ -47,7 +49,7 @@ def test_deployable_model_auc_close_to_bayes_optimal_and_deterministic(tmp_path)
 
     labels = np.random.default_rng(5).random(len(held_out)) < held_out["probability"].to_numpy()
     model = load_model(str(out / "model" / "lgbm_gbif_model"))
-    predicted = predict_probability(model, held_out)
+    predicted = predict_proba(model, held_out)
     model_auc = roc_auc_score(labels, predicted)
     bayes_auc = roc_auc_score(labels, held_out["probability"])
     assert 0.7 < bayes_auc < 0.95
@@ -56,4 +58,4 @@ def test_deployable_model_auc_close_to_bayes_optimal_and_deterministic(tmp_path)
 
     # Same inputs and seed -> same best parameters.
     _, again = _train(tmp_path / "again")
-    assert stages.read_best_parameters(again / "best") == stages.read_best_parameters(out / "best")
+    assert read_best_parameters(again / "best") == read_best_parameters(out / "best")

@@ -8,7 +8,7 @@ import pytest
 from model_quality_data import PREDICTORS, clustered_sdm
 
 from biodiv_core.errors import ConfigError, DataContractError
-from biodiv_core.model_quality import (
+from biodiv_core.evaluation.quality import (
     cv_quality,
     held_out_quality,
     read_cv_quality,
@@ -16,7 +16,7 @@ from biodiv_core.model_quality import (
     training_folds,
     write_cv_quality,
 )
-from biodiv_core.thresholds import best_tss_threshold
+from biodiv_core.training.thresholds import best_tss_threshold
 
 PARAMS = {"objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 60, "seed": 0}
 
@@ -50,7 +50,7 @@ def test_threshold_is_chosen_on_the_requested_folds(prepared):
     assert "baseline_roc_auc_cv" not in quality
     assert quality["roc_auc_cv"] == quality["roc_auc_random_cv"]
     # Recompute the random OOF predictions independently: same folds, same threshold.
-    from biodiv_core.model import fit_model, predict_proba
+    from biodiv_core.training.model import fit_model, predict_proba
 
     oof = np.empty(len(y))
     for train, test in training_folds(X, y, coords, "random", n_folds=3):
@@ -74,7 +74,7 @@ def test_without_coordinates_spatial_auc_is_none_or_an_error(prepared):
 
 
 def test_held_out_quality_scores_the_test_rows_and_writes_images(prepared, tmp_path):
-    from biodiv_core.model import fit_model
+    from biodiv_core.training.model import fit_model
 
     X, y, coords = prepared
     train, test = np.arange(len(y)) % 4 != 0, np.arange(len(y)) % 4 == 0
@@ -94,12 +94,11 @@ def test_held_out_quality_scores_the_test_rows_and_writes_images(prepared, tmp_p
 def test_stages_use_spatial_cv_and_carry_the_threshold_to_the_deployed_model(tmp_path):
     """run_train -> run_score -> run_train_to_deploy on generated data with cv_strategy=spatial_blocks."""
     import yaml
+    from stage_helpers import run_prep, run_score, run_train, run_train_to_deploy
 
-    from biodiv_core import stages
-    from biodiv_core.batch_scoring import model_threshold
-    from biodiv_core.datastore import features_dir, species_dir
-    from biodiv_core.generate import generate_datastore
-    from biodiv_core.prep import run_prep
+    from biodiv_core.data.datastore import features_dir, species_dir
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_core.serving.batch_scoring import model_threshold
 
     species = "Cygnus buccinator"
     generate_datastore(tmp_path / "data", sites=["yellowstone"], species=[species], rows=1200, seed=0)
@@ -117,15 +116,16 @@ def test_stages_use_spatial_cv_and_carry_the_threshold_to_the_deployed_model(tmp
         )
     )
     best, split, scores, deploy = (tmp_path / n for n in ("best", "split", "scores", "deploy"))
-    train = stages.run_train(
-        prepared, params, best, split, 3, 2, 0, 1, "c7", cv_strategy="spatial_blocks", block_size_km=10
-    )
+    train = run_train(
+        prepared, params, best, split, n_folds=3, max_evals=2, correlation_id="c7", cv_strategy="spatial_blocks",
+        block_size_km=10,
+    )  # fmt: skip
     quality = read_cv_quality(best)
     assert train["cv_strategy"] == quality["cv_strategy"] == "spatial_blocks"
     assert train["threshold"] == quality["threshold"] and 0 < quality["threshold"] < 1
     assert 0.6 < train["roc_auc_spatial_cv"] < 1 and 0.6 < train["roc_auc_random_cv"] < 1
 
-    score = stages.run_score(best, split, scores, 1, "c7")
+    score = run_score(best, split, scores, correlation_id="c7")
     for key in (
         "tss",
         "kappa",
@@ -142,28 +142,31 @@ def test_stages_use_spatial_cv_and_carry_the_threshold_to_the_deployed_model(tmp
     assert len(score["top_features"]) == 5
     assert all(Path(p).is_file() and str(scores) in p for p in score["images"].values())
 
-    deployed = stages.run_train_to_deploy(prepared, best, deploy, 1, "c7")
+    deployed = run_train_to_deploy(prepared, best, deploy, correlation_id="c7")
     assert json.loads((deploy / "model_metadata.json").read_text())["threshold"] == quality["threshold"]
     assert model_threshold(deployed["model_uri"]) == pytest.approx(quality["threshold"])
     with pytest.raises(ConfigError, match="cv_strategy"):
-        stages.run_train(prepared, params, tmp_path / "b2", tmp_path / "s2", 3, 2, 0, 1, cv_strategy="blocks")
+        run_train(prepared, params, tmp_path / "b2", tmp_path / "s2", n_folds=3, max_evals=2, cv_strategy="blocks")
 
 
-def test_steps_take_the_cv_strategy_and_report_the_issue7_metadata(tmp_path, capsys):
+def test_steps_take_the_cv_strategy_and_report_the_quality_metadata(tmp_path, capsys):
     """azureml_steps.train/score in-process: --cv-strategy/--block-size-km reach the stage; metadata has the numbers."""
+    from stage_helpers import run_prep
+
     from azureml_steps import score as score_step
     from azureml_steps import train as train_step
-    from biodiv_core.datastore import features_dir, species_dir
-    from biodiv_core.generate import generate_datastore
-    from biodiv_core.prep import run_prep
+    from biodiv_core.data.datastore import features_dir, species_dir
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_core.step_args import ScoreArgs, TrainArgs
 
-    args = train_step.build_parser().parse_args(
-        ["--prepared", "p", "--params-config", "c", "--best-parameters", "b", "--split", "s"]
+    names = ["--site", "everglades", "--species", "Lynx canadensis"]
+    args = TrainArgs.from_argv(
+        [*names, "--prepared", "p", "--params-config", "c", "--best-parameters", "b", "--split", "s"]
         + ["--n-folds", "3", "--max-evals", "1", "--seed", "0", "--num-threads", "1"]
     )
     assert (args.cv_strategy, args.block_size_km) == ("random", 20.0)
     with pytest.raises(SystemExit):
-        train_step.build_parser().parse_args(["--cv-strategy", "blocks"])
+        TrainArgs.parser().parse_args(["--cv-strategy", "blocks"])
 
     species = "Lynx canadensis"
     generate_datastore(tmp_path / "data", sites=["everglades"], species=[species], rows=800, seed=2)
@@ -175,8 +178,18 @@ def test_steps_take_the_cv_strategy_and_report_the_issue7_metadata(tmp_path, cap
 
     config = settings.config_dir() / "lgbm_params.yml"
     best, split = tmp_path / "best", tmp_path / "split"
-    train_step.main(str(prepared), str(config), str(best), str(split), 3, 1, 0, 1, "c", "checkerboard", 10.0)
-    score_step.main(str(best), str(split), str(tmp_path / "scores"), 1, "c")
+    train_step.main(
+        args.replace(
+            prepared=str(prepared), params_config=str(config), best_parameters=str(best), split=str(split),
+            max_evals=1, correlation_id="c", cv_strategy="checkerboard", block_size_km=10.0,
+        )
+    )  # fmt: skip
+    score_step.main(
+        ScoreArgs(
+            site="everglades", species="Lynx canadensis", best_parameters=str(best), split=str(split),
+            output=str(tmp_path / "scores"), correlation_id="c",
+        )
+    )  # fmt: skip
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("biodiv-report ")]
     reported = {r["asset_key"]: r["metadata"] for r in (json.loads(line.split(" ", 1)[1]) for line in lines)}
     best_meta, scores_meta = reported["best_parameters"], reported["scores"]

@@ -8,12 +8,13 @@ import sys
 import pytest
 
 from biodiv_core import settings
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.errors import ConfigError
-from biodiv_core.generate import generate_datastore
-from biodiv_dagster.config import load_run_defaults, training_run_config
+from biodiv_core.run_settings import load_run_settings
+from biodiv_dagster.training.config import training_run_config
 
 CLI = [sys.executable, "-c", "import sys; from biodiv_dagster.cli import main; sys.exit(main())"]
-ISSUE7_KEYS = ("roc_auc_random_cv", "roc_auc_spatial_cv", "tss", "threshold", "boyce", "brier", "baseline_roc_auc")
+QUALITY_KEYS = ("roc_auc_random_cv", "roc_auc_spatial_cv", "tss", "threshold", "boyce", "brier", "baseline_roc_auc")
 
 
 def test_cv_strategy_setting_from_file_then_environment(tmp_path, monkeypatch):
@@ -21,16 +22,16 @@ def test_cv_strategy_setting_from_file_then_environment(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "run.yml").write_text("cv_strategy: checkerboard\nblock_size_km: 15\n")
     monkeypatch.setenv("BIODIV_CONFIG_DIR", str(folder))
-    defaults = load_run_defaults()
+    defaults = load_run_settings()
     assert (defaults.cv_strategy, defaults.block_size_km) == ("checkerboard", 15.0)
     monkeypatch.setenv("BIODIV_CV_STRATEGY", "spatial_blocks")
-    assert load_run_defaults().cv_strategy == "spatial_blocks"
-    monkeypatch.setenv("BIODIV_CV_STRATEGY", "kfold")
-    with pytest.raises(ConfigError, match="cv_strategy='kfold'"):
-        load_run_defaults()
+    assert load_run_settings().cv_strategy == "spatial_blocks"
     with pytest.raises(ConfigError, match="block_size_km"):
         training_run_config(block_size_km=0)
-    assert (
+    monkeypatch.setenv("BIODIV_CV_STRATEGY", "kfold")
+    with pytest.raises(ConfigError, match="cv_strategy='kfold'"):
+        load_run_settings()
+    assert (  # the run's own value wins over a bad environment value
         training_run_config(cv_strategy="checkerboard").ops["best_parameters_and_split"].cv_strategy == "checkerboard"
     )
 
@@ -50,7 +51,7 @@ def test_biodiv_run_json_reports_spatial_and_random_cv_threshold_and_baseline(tm
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    for key in ISSUE7_KEYS:
+    for key in QUALITY_KEYS:
         assert isinstance(result[key], float), (key, result.get(key))
     assert 0 < result["threshold"] < 1 and -1 <= result["tss"] <= 1 and 0 <= result["brier"] <= 1
     assert 0.5 < result["roc_auc_spatial_cv"] <= 1 and 0.5 < result["baseline_roc_auc"] <= 1

@@ -6,8 +6,8 @@ import yaml
 from hyperopt.pyll.stochastic import sample
 
 from biodiv_core.errors import ConfigError
-from biodiv_core.params import load_params, parse_params
 from biodiv_core.settings import config_dir
+from biodiv_core.training.params import load_params, parse_params
 
 
 def write(tmp_path, data) -> str:

@@ -19,7 +19,7 @@ import yaml
 from postgres import postgres_server  # noqa: F401  (fixture)
 
 from biodiv_core import settings
-from biodiv_core.generate import generate_datastore
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.naming import slugify
 from biodiv_dagster.partitions import partition_key
 
@@ -75,7 +75,7 @@ def test_backfill_of_two_partitions_on_postgres(postgres_server, tmp_path, monke
 
     # The partitions exist before the runs start, as in a backfill (the sync sensor adds them). Two `biodiv run`
     # of one new site at once both insert the site key and one can fail on dagster's unique index.
-    add = "from biodiv_dagster.instance import get_instance\nfrom biodiv_dagster.sync import add_partition\n"
+    add = "from biodiv_dagster.instance import get_instance\nfrom biodiv_dagster.training.sync import add_partition\n"
     add += "".join(f"add_partition(get_instance(), 'everglades', {name!r})\n" for name in SPECIES)
     subprocess.run([sys.executable, "-c", add], env=env, check=True, capture_output=True)
 

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from stage_helpers import run_prep
 
-from biodiv_core import datastore as ds
-from biodiv_core.generate import generate_datastore
-from biodiv_core.prep import load_prepared, prepare, prepare_dataset, run_prep
+from biodiv_core.data import datastore as ds
+from biodiv_core.data.contract import prepare_dataset
+from biodiv_core.data.generate import generate_datastore
+from biodiv_core.data.prep import load_prepared
 
 SPECIES = "Haliaeetus leucocephalus"
 
@@ -74,7 +76,7 @@ def test_run_prep_takes_the_latest_version_or_the_one_asked_for(store, tmp_path)
     latest = run_prep(features_asset, species_asset, SPECIES, tmp_path / "latest")
     assert latest["feature_rows"] == 1000 and latest["features_path"].endswith("/2")
     assert latest["feature_files"][0].endswith(".parquet")
-    first = run_prep(features_asset, species_asset, SPECIES, tmp_path / "v1", features_version=1, species_version=1)
+    first = run_prep(features_asset / "1", species_asset / "1", SPECIES, tmp_path / "v1")
     assert first["feature_rows"] == 3000 and first["rows"] == 2400
 
 
@@ -135,10 +137,6 @@ def test_prepare_tolerates_case_whitespace_text_ids_and_missing_statuses():
     assert data.features["elevation"].dtype == np.float32 and data.features["wet"].dtype == np.float32
     assert isinstance(data.features["land_cover"].dtype, pd.CategoricalDtype)
     assert data.coords.index.tolist() == kept
-
-    x, y = prepare(features, gold)  # the seed's two-value form
-    pd.testing.assert_frame_equal(x, data.features)
-    pd.testing.assert_series_equal(y, data.targets)
 
 
 def test_prepare_respects_an_explicit_feature_list_and_works_without_coordinates():

@@ -9,11 +9,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from stage_helpers import run_prep
 
-from biodiv_core import prep
-from biodiv_core.datastore import read_table
+from biodiv_core.data import streaming
+from biodiv_core.data.contract import prepare_dataset
+from biodiv_core.data.datastore import read_table
+from biodiv_core.data.streaming import read_features
 from biodiv_core.errors import DataContractError
-from biodiv_core.prep import _read_features, prepare_dataset, run_prep
 
 SPECIES = "Cygnus buccinator"
 GOLD = "cygnus_buccinator_golddata.csv"
@@ -50,8 +52,8 @@ def _write(folder, features, fmt, parts=1):
 def _full(folder, gold, monkeypatch):
     """The full read (the fallback, and prep's reader before streaming): whole table, filtered in Arrow."""
     with monkeypatch.context() as patch:
-        patch.setattr(prep, "_stream_gold_rows", lambda *args: None)
-        frame, rows = prep._read_features(folder, gold["gbifid"])
+        patch.setattr(streaming, "stream_gold_rows", lambda *args: None)
+        frame, rows = streaming.read_features(folder, gold["gbifid"])
     assert rows == len(read_table(folder, ["gbifid"]))
     return prepare_dataset(frame, gold)
 
@@ -61,8 +63,8 @@ def test_streamed_read_prepares_the_same_data(tmp_path, monkeypatch, fmt, parts)
     features, gold = _frames()
     folder = _write(tmp_path / "features", features, fmt, parts)
     gold = gold.set_axis(gold.columns.str.lower(), axis=1)
-    assert prep._stream_gold_rows(folder, gold["gbifid"].to_numpy()) is not None  # the streamed path is taken
-    frame, rows = _read_features(folder, gold["gbifid"])
+    assert streaming.stream_gold_rows(folder, gold["gbifid"].to_numpy()) is not None  # the streamed path is taken
+    frame, rows = read_features(folder, gold["gbifid"])
     assert rows == len(features) and len(frame) == len(gold)  # only gold rows were kept
     streamed, full = prepare_dataset(frame, gold), _full(folder, gold, monkeypatch)
     pd.testing.assert_frame_equal(streamed.features, full.features)
@@ -92,8 +94,8 @@ def test_csv_whose_later_blocks_change_a_column_type_falls_back_to_the_full_read
     folder = _write(tmp_path / "features", features, "csv")
     assert (folder / "part0.csv").stat().st_size > 2**20
     gold = gold.set_axis(gold.columns.str.lower(), axis=1)
-    assert prep._stream_gold_rows(folder, gold["gbifid"].to_numpy()) is None  # the stream gives up ...
-    frame, _ = _read_features(folder, gold["gbifid"])  # ... and the full read decides
+    assert streaming.stream_gold_rows(folder, gold["gbifid"].to_numpy()) is None  # the stream gives up ...
+    frame, _ = read_features(folder, gold["gbifid"])  # ... and the full read decides
     streamed = prepare_dataset(frame, gold).features
     pd.testing.assert_frame_equal(streamed, _full(folder, gold, monkeypatch).features)
     assert isinstance(streamed["elevation"].dtype, pd.CategoricalDtype)  # widened to text, as read_csv does

@@ -12,7 +12,7 @@ from biodiv_dagster.deployment.assets import (
     register_and_deploy_job,
     registered_model,
 )
-from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.local import LocalDeploymentBackend
 from biodiv_dagster.deployment.sensor import registration_sensor
 from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG
 from biodiv_dagster.partitions import split_partition_key
@@ -35,7 +35,7 @@ def _execute(instance, request):
     defs = dg.Definitions(
         assets=[registered_model, batch_deployment],
         jobs=[register_and_deploy_job],
-        resources={"deployment_backend": DeploymentBackend(), "quality_gate": QualityGate(auc_floor=0.7)},
+        resources={"deployment_backend": LocalDeploymentBackend(), "quality_gate": QualityGate(auc_floor=0.7)},
     )
     job = defs.resolve_job_def(registration_sensor.job_name)
     result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
@@ -71,7 +71,7 @@ def test_partitions_materialized_between_ticks_are_all_registered_once(model_dir
             _execute(instance, request)
         for request in replay:  # even if the runs were executed again, the registry gets no duplicates
             _execute(instance, request)
-        backend = DeploymentBackend()
+        backend = LocalDeploymentBackend()
         from mlflow import MlflowClient
 
         client = MlflowClient(registry_uri=backend.backend().tracking_uri)
@@ -92,7 +92,7 @@ def test_two_materializations_of_one_partition_register_each_and_the_gate_keeps_
             _execute(instance, request)
 
         name = naming.model_name("everglades", "cygnus-buccinator")
-        deployed = DeploymentBackend().deployed_version(name)
+        deployed = LocalDeploymentBackend().deployed_version(name)
         assert (deployed.version, deployed.roc_auc) == ("1", 0.9)  # version 2 (0.8) was registered, not deployed
         last = instance.fetch_materializations(dg.AssetKey("batch_deployment"), limit=1).records[0]
         metadata = last.asset_materialization.metadata

@@ -45,7 +45,8 @@ def step_logging():
 def test_every_bad_input_fails_the_prep_step_cleanly(case, tmp_path, capfd):
     fdir, sdir = bad_store(tmp_path / "data", case)
     output = tmp_path / "storage" / "prepared"
-    argv = ["--features", str(fdir), "--species-dir", str(sdir), "--species", SPECIES, "--output", str(output)]
+    argv = ["--features", str(fdir), "--species-dir", str(sdir), "--species", SPECIES, "--site", SITE]
+    argv += ["--output", str(output)]
     if case.name == "fewer_rows_of_a_class_than_folds":
         argv += ["--min-rows-per-class", "3"]  # what prepared_data passes: its n_folds
     code = prep_step.cli(argv)

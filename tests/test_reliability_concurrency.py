@@ -28,11 +28,11 @@ SELECTION = ["prepared_data", "best_parameters", "train_test_split"]
 
 def _materialize(site: str, species: str) -> tuple[str, str]:
     """One backfill run, in a worker process: returns (partition, '' or the failure text)."""
-    from biodiv_dagster.assets import training_assets
-    from biodiv_dagster.config import training_run_config
-    from biodiv_dagster.launcher import StepLauncher
-    from biodiv_dagster.runner import failure_message
-    from biodiv_dagster.sync import add_partition
+    from biodiv_dagster.launcher.local import LocalStepLauncher
+    from biodiv_dagster.training.assets import training_assets
+    from biodiv_dagster.training.config import training_run_config
+    from biodiv_dagster.training.runner import failure_message
+    from biodiv_dagster.training.sync import add_partition
 
     instance = get_instance()
     site_slug, species_slug = add_partition(instance, site, species)
@@ -43,7 +43,7 @@ def _materialize(site: str, species: str) -> tuple[str, str]:
             selection=SELECTION,
             instance=instance,
             partition_key=key,
-            resources={"step_launcher": StepLauncher()},
+            resources={"step_launcher": LocalStepLauncher()},
             run_config=training_run_config(SELECTION, max_evals=2, n_folds=2, seed=1, num_threads=1),
             tags={"correlation_id": "backfill-12"},
             raise_on_error=False,
@@ -82,7 +82,7 @@ def test_twelve_partition_backfill_three_at_a_time_has_no_failures(tmp_path, mon
         assert len({r.partition_key for r in records}) == 12, asset
 
     from biodiv_dagster.partitions import SITE_DIMENSION, SPECIES_DIMENSION
-    from biodiv_dagster.sync import load_names
+    from biodiv_dagster.training.sync import load_names
 
     names = load_names()  # written by every worker at once: no name lost
     assert set(names[SITE_DIMENSION].values()) == set(SITES)
@@ -107,9 +107,10 @@ def model_dir(tmp_path_factory):
 def test_two_registrations_of_one_model_at_once_get_distinct_versions_and_one_deployed_alias(model_dir, tmp_path):
     from mlflow import MlflowClient
 
-    from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeploymentBackend
+    from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS
+    from biodiv_dagster.deployment.local import LocalDeploymentBackend
 
-    backend = DeploymentBackend().backend()
+    backend = LocalDeploymentBackend().backend()
     name, endpoint = "lgbm-everglades-cygnus-buccinator", "b-everglad-cygnus-race"
     sources = [copy_model(model_dir, tmp_path / f"m{i}").resolve().as_uri() for i in range(2)]
     start = threading.Barrier(2)

@@ -23,12 +23,12 @@ import pytest
 from reliability_helpers import PARTITION, SITE, SPECIES, valid_tables, write_store
 
 from biodiv_core import settings
-from biodiv_dagster.assets import training_assets
-from biodiv_dagster.config import training_run_config
 from biodiv_dagster.instance import get_instance
-from biodiv_dagster.launcher import StepLauncher
+from biodiv_dagster.launcher.local import LocalStepLauncher
 from biodiv_dagster.retry import STEP_RETRY_POLICY
-from biodiv_dagster.sync import add_partition
+from biodiv_dagster.training.assets import training_assets
+from biodiv_dagster.training.config import training_run_config
+from biodiv_dagster.training.sync import add_partition
 
 TINY = dict(max_evals=2, n_folds=3, seed=3, num_threads=1)
 
@@ -120,7 +120,7 @@ def _prep_command(store: Path, output: Path) -> list[str]:
         sys.executable, "-m", "azureml_steps.prep",
         "--features", str(store / f"{SITE}-training-features" / "1"),
         "--species-dir", str(store / f"{SITE}-training-species" / "1"),
-        "--species", SPECIES, "--output", str(output),
+        "--species", SPECIES, "--site", SITE, "--output", str(output),
     ]  # fmt: skip
 
 
@@ -151,7 +151,7 @@ def _materialize(instance, selection, raise_on_error=False):
         selection=selection,
         instance=instance,
         partition_key=PARTITION,
-        resources={"step_launcher": StepLauncher()},
+        resources={"step_launcher": LocalStepLauncher()},
         run_config=training_run_config(selection, **TINY),
         raise_on_error=raise_on_error,
     )
@@ -205,15 +205,15 @@ RUN_SCRIPT = textwrap.dedent(
     """
     import sys
     import dagster as dg
-    from biodiv_dagster.assets import training_assets
-    from biodiv_dagster.config import training_run_config
+    from biodiv_dagster.training.assets import training_assets
+    from biodiv_dagster.training.config import training_run_config
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.launcher import StepLauncher
+    from biodiv_dagster.launcher.local import LocalStepLauncher
 
     selection = ["prepared_data", "best_parameters", "train_test_split"]
     result = dg.materialize(
         training_assets, selection=selection, instance=get_instance(), partition_key=sys.argv[1],
-        resources={"step_launcher": StepLauncher()}, raise_on_error=False,
+        resources={"step_launcher": LocalStepLauncher()}, raise_on_error=False,
         run_config=training_run_config(selection, max_evals=2, n_folds=3, seed=3, num_threads=1),
     )
     sys.exit(0 if result.success else 3)

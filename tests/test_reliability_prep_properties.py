@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stage_helpers import run_prep
 
+from biodiv_core.data.prep import load_prepared
 from biodiv_core.errors import BiodivError
-from biodiv_core.prep import load_prepared, run_prep
 
 SPECIES = "Cygnus buccinator"
 GOLD = "cygnus_buccinator_golddata.csv"

@@ -15,7 +15,7 @@ from deployment_helpers import add_partitions, copy_model, report_trained, save_
 
 from biodiv_core import naming
 from biodiv_dagster.deployment.assets import QualityGate, batch_deployment, register_and_deploy_job, registered_model
-from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.local import LocalDeploymentBackend
 from biodiv_dagster.deployment.sensor import registration_sensor
 from biodiv_dagster.instance import get_instance
 from biodiv_dagster.partitions import split_partition_key
@@ -32,7 +32,7 @@ class Daemon:
         defs = dg.Definitions(
             assets=[registered_model, batch_deployment],
             jobs=[register_and_deploy_job],
-            resources={"deployment_backend": DeploymentBackend(), "quality_gate": QualityGate(auc_floor=0.5)},
+            resources={"deployment_backend": LocalDeploymentBackend(), "quality_gate": QualityGate(auc_floor=0.5)},
         )
         self.job = defs.resolve_job_def(registration_sensor.job_name)
 
@@ -108,10 +108,10 @@ def test_registration_across_a_daemon_restart_skips_nothing_and_repeats_nothing(
     assert sorted(r.partition_key for r in records) == sorted(partitions)
     from mlflow import MlflowClient
 
-    client = MlflowClient(registry_uri=DeploymentBackend().backend().tracking_uri)
+    client = MlflowClient(registry_uri=LocalDeploymentBackend().backend().tracking_uri)
     for partition in partitions:
         name = naming.model_name(*split_partition_key(partition))
         assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
-        assert DeploymentBackend().deployed_version(name).version == "1"
+        assert LocalDeploymentBackend().deployed_version(name).version == "1"
     runs = instance.get_runs(filters=dg.RunsFilter(job_name="register_and_deploy_job"))
     assert len(runs) == 6 and all(run.is_success for run in runs)

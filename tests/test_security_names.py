@@ -8,7 +8,9 @@ import pytest
 
 from biodiv_core import naming
 from biodiv_core.errors import InvalidNameError
-from biodiv_dagster.launcher import StepLauncher, StepSpec
+from biodiv_core.step_args import PrepArgs
+from biodiv_dagster.launcher.local import LocalStepLauncher
+from biodiv_dagster.launcher.spec import StepSpec
 
 TRAVERSAL = ["../etc/passwd", "..", "a/../../b", "/abs/path", "C:\\windows", "x\\..\\y", "ok/..", "\x00null", "a\nb"]
 ODD_BUT_ALLOWED = [
@@ -36,8 +38,8 @@ def test_unsafe_names_are_rejected_everywhere(name):
         lambda: naming.model_name("everglades", name),
         lambda: naming.endpoint_name(name, "Cygnus buccinator"),
         lambda: naming.features_asset_name(name),
-        lambda: StepLauncher().output_location("prepared_data", name, "cygnus-buccinator", "run-1"),
-        lambda: StepLauncher().output_location("prepared_data", "everglades", name, "run-1"),
+        lambda: LocalStepLauncher().output_location("prepared_data", name, "cygnus-buccinator", "run-1"),
+        lambda: LocalStepLauncher().output_location("prepared_data", "everglades", name, "run-1"),
     ):
         with pytest.raises(InvalidNameError):
             build()
@@ -54,7 +56,9 @@ def test_odd_names_become_safe_slugs_paths_and_endpoint_names(name, tmp_path):
     assert ENDPOINT.match(endpoint) and 3 <= len(endpoint) <= 32, endpoint
 
     root = tmp_path / "storage"
-    location = Path(StepLauncher(storage_root=str(root)).output_location("prepared_data", "everglades", name, "r1"))
+    location = Path(
+        LocalStepLauncher(storage_root=str(root)).output_location("prepared_data", "everglades", name, "r1")
+    )
     assert location.resolve().is_relative_to(root.resolve())
     assert location.relative_to(root).parts == ("prepared_data", "everglades", slug, "r1")
 
@@ -71,14 +75,16 @@ def test_distinct_non_ascii_names_do_not_collide():
 
 def test_shell_metacharacters_reach_an_azureml_command_line_quoted():
     """The AzureML command is a shell line: every argument is quoted, a species name cannot inject a command."""
-    species = "$(touch /tmp/pwned); `id` | cat"
+    species = "$(touch pwned); `id` | cat"  # no "/": names never hold a path separator
     spec = StepSpec(
-        step="prep",
-        inputs={"features": "azureml://datastores/d/paths/f/", "species-dir": "azureml://datastores/d/paths/s/"},
-        outputs={"output": "azureml://datastores/d/paths/out/run"},
-        params={"species": species, "site": "everglades"},
-        asset_keys={"output": "prepared_data"},
-        correlation_id="c1",
+        PrepArgs(
+            site="everglades",
+            species=species,
+            features="azureml://datastores/d/paths/f/",
+            species_dir="azureml://datastores/d/paths/s/",
+            output="azureml://datastores/d/paths/out/run",
+            correlation_id="c1",
+        )
     )
     line = " ".join(["python", "-m", spec.module, *(shlex.quote(a) for a in spec.arguments())])
     parsed = shlex.split(line)
@@ -86,7 +92,7 @@ def test_shell_metacharacters_reach_an_azureml_command_line_quoted():
 
 
 def test_biodiv_run_never_hands_a_name_to_a_shell(tmp_path, capfd, monkeypatch):
-    from biodiv_core.generate import generate_datastore
+    from biodiv_core.data.generate import generate_datastore
     from biodiv_dagster.cli import main
 
     root = tmp_path / "data"

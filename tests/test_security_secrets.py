@@ -18,7 +18,7 @@ import pytest
 from reliability_helpers import files_under
 
 from biodiv_core import settings
-from biodiv_core.generate import generate_datastore
+from biodiv_core.data.generate import generate_datastore
 
 
 def _fake_secrets() -> dict[str, str]:
@@ -85,19 +85,22 @@ def test_planted_secrets_appear_nowhere_after_a_full_run(tmp_path, capfd, monkey
 
 
 def test_an_azureml_job_spec_carries_no_secret_from_the_environment(monkeypatch):
+    from biodiv_core.step_args import PrepArgs
     from biodiv_dagster.azure_settings import AzureMLSettings
-    from biodiv_dagster.launcher import StepSpec
     from biodiv_dagster.launcher.azureml import build_command
+    from biodiv_dagster.launcher.spec import StepSpec
 
     values = _fake_secrets()
     _plant(monkeypatch, values)
     spec = StepSpec(
-        step="prep",
-        inputs={"features": "azureml://datastores/d/paths/f/", "species-dir": "azureml://datastores/d/paths/s/"},
-        outputs={"output": "azureml://datastores/d/paths/prepared_data/e/c/run1"},
-        params={"species": "Cygnus buccinator", "site": "everglades"},
-        asset_keys={"output": "prepared_data"},
-        correlation_id="cid-1",
+        PrepArgs(
+            site="everglades",
+            species="Cygnus buccinator",
+            features="azureml://datastores/d/paths/f/",
+            species_dir="azureml://datastores/d/paths/s/",
+            output="azureml://datastores/d/paths/prepared_data/e/c/run1",
+            correlation_id="cid-1",
+        )
     )
     azure = AzureMLSettings(
         subscription_id="sub", resource_group="rg", workspace="ws", compute="cpu",

@@ -8,11 +8,9 @@ from model_quality_data import PARAMS, PREDICTORS, clustered_sdm
 from sklearn.metrics import roc_auc_score
 
 from biodiv_core.errors import ConfigError, DataContractError
-from biodiv_core.spatial_cv import (
-    CV_STRATEGIES,
-    describe_folds,
-    fold_ids,
-    lightgbm_fit_predict,
+from biodiv_core.run_settings import CV_STRATEGIES
+from biodiv_core.training.model import lightgbm_fit_predict
+from biodiv_core.training.spatial_cv import (
     make_folds,
     out_of_fold_predictions,
     spatial_blocks,
@@ -41,8 +39,16 @@ def test_every_strategy_partitions_rows_and_is_seeded(data, strategy):
     _assert_partition(folds, len(y))
     again = make_folds(frame, y, strategy, n_folds=n_folds, block_size_km=50, seed=3)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again, strict=True))
-    for fold in describe_folds(folds, y):
-        assert 0 < fold["test_present"] < fold["test_rows"]
+    for _, test in folds:
+        assert 0 < y[test].sum() < len(test)
+
+
+def fold_ids(folds, n_rows):
+    """Test fold number of each row (-1: in no test fold)."""
+    ids = np.full(n_rows, -1, dtype=np.int64)
+    for k, (_, test_idx) in enumerate(folds):
+        ids[test_idx] = k
+    return ids
 
 
 def test_spatial_blocks_keep_each_block_in_one_fold_and_balance_classes(data):
@@ -132,7 +138,7 @@ def test_folds_work_in_lightgbm_cv_and_show_the_spatial_optimism_gap(data):
         folds = make_folds(frame, y, strategy, n_folds=5, block_size_km=50)
         result = lgb.cv({**PARAMS, "metric": "auc"}, dataset, num_boost_round=60, folds=folds)
         auc[strategy] = result["valid auc-mean"][-1]
-        oof = out_of_fold_predictions(lightgbm_fit_predict(PARAMS, 60), X, y, folds)
+        oof = out_of_fold_predictions(lightgbm_fit_predict({**PARAMS, "num_boost_round": 60}), X, y, folds)
         assert abs(roc_auc_score(y, oof) - auc[strategy]) < 0.05  # pooled vs mean-of-folds AUC
     assert auc["random"] - auc["spatial_blocks"] > 0.08, auc
 
@@ -144,7 +150,9 @@ def test_no_gap_without_spatial_structure():
     auc = {}
     for strategy in ("random", "spatial_blocks"):
         folds = make_folds(frame, y, strategy, n_folds=5, block_size_km=50)
-        oof = out_of_fold_predictions(lightgbm_fit_predict({**PARAMS, "learning_rate": 0.05}, 60), X, y, folds)
+        oof = out_of_fold_predictions(
+            lightgbm_fit_predict({**PARAMS, "learning_rate": 0.05, "num_boost_round": 60}), X, y, folds
+        )
         auc[strategy] = roc_auc_score(y, oof)
     assert auc["random"] - auc["spatial_blocks"] < 0.05, auc
 
@@ -152,7 +160,7 @@ def test_no_gap_without_spatial_structure():
 def test_tuning_accepts_spatial_folds(data):
     """tuning.tune(folds=...) scores trials on the given folds: spatial blocks give the honest, lower CV AUC."""
     from biodiv_core import settings
-    from biodiv_core.tuning import tune
+    from biodiv_core.training.tuning import tune
 
     frame, y, _ = data
     X = frame[PREDICTORS]

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biodiv_core.data.split import split_train_test
 from biodiv_core.errors import ConfigError, DataContractError
-from biodiv_core.split import split_train_test
 
 
 def _data(n=1000, present=0.3, seed=0):

@@ -1,5 +1,4 @@
 import json
-import logging
 
 import mlflow
 import numpy as np
@@ -7,11 +6,11 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.datasets import make_classification
+from stage_helpers import run_score, run_train, run_train_to_deploy
 
-from biodiv_core import stages
 from biodiv_core.errors import ConfigError, DataContractError
-from biodiv_core.mlflow_model import load_pyfunc
 
+SITE = "Site A"
 CONFIG = {
     "initial": {
         "objective": "binary",
@@ -54,10 +53,9 @@ def params_file(tmp_path):
     return path
 
 
-def test_stages_chain(tmp_path, prepared, params_file, caplog):
-    caplog.set_level(logging.INFO, logger="biodiv_core.stages")
+def test_stages_chain(tmp_path, prepared, params_file):
     best, split, scores, deploy = (tmp_path / n for n in ("best", "split", "scores", "deploy"))
-    train = stages.run_train(prepared, params_file, best, split, 3, 3, 0, 1, "corr-42")
+    train = run_train(prepared, params_file, best, split, site=SITE, n_folds=3, max_evals=3, correlation_id="corr-42")
     assert json.loads(json.dumps(train)) == train
     assert (train["train_rows"], train["test_rows"]) == (640, 160)
     assert len(train["trials"]) == 3 and train["species"] == "Cygnus buccinator"
@@ -68,7 +66,7 @@ def test_stages_chain(tmp_path, prepared, params_file, caplog):
     assert "gbifid" in x_train.columns and "decimallatitude" not in x_train.columns
     assert isinstance(x_train["land_cover"].dtype, pd.CategoricalDtype)
 
-    score = stages.run_score(best, split, scores, 1, "corr-42")
+    score = run_score(best, split, scores, site=SITE, correlation_id="corr-42")
     assert json.loads(json.dumps(score)) == score
     assert score["roc_auc"] > 0.85
     assert json.loads((scores / "metrics.json").read_text())["roc_auc"] == score["roc_auc"]
@@ -76,13 +74,13 @@ def test_stages_chain(tmp_path, prepared, params_file, caplog):
     seed = {"metrics.json", "confusion_matrix.png", "classification_report.png"}
     assert {p.name for p in scores.iterdir()} == seed | issue7
 
-    deployed = stages.run_train_to_deploy(prepared, best, deploy, 1, "corr-42")
+    deployed = run_train_to_deploy(prepared, best, deploy, site=SITE, correlation_id="corr-42")
     metadata = json.loads((deploy / "model_metadata.json").read_text())
     assert metadata["run_id"] == deployed["mlflow_run_id"]
     assert metadata["run_uri"] == f"runs:/{metadata['run_id']}/lgbm_gbif_model" == deployed["mlflow_run_uri"]
     assert deployed["registry_name"] == "lgbm-site-a-cygnus-buccinator"
     features = pd.read_parquet(prepared / "features.parquet").set_index("gbifid")
-    probabilities = np.asarray(load_pyfunc(deployed["model_uri"]).predict(features.head(20)))
+    probabilities = np.asarray(mlflow.pyfunc.load_model(deployed["model_uri"]).predict(features.head(20)))
     assert probabilities.shape == (20,) and ((probabilities > 0) & (probabilities < 1)).all()
 
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.correlation_id = 'corr-42'")
@@ -90,20 +88,25 @@ def test_stages_chain(tmp_path, prepared, params_file, caplog):
     assert set(runs["status"]) == {"FINISHED"}
     artifacts = mlflow.MlflowClient().list_artifacts(deployed["mlflow_run_id"], "lgbm_gbif_model")
     assert any(a.path.endswith("MLmodel") for a in artifacts)
-    assert any("corr-42" in r.getMessage() for r in caplog.records)
+    # Every MLflow run of the partition names it (the score run was once tagged site=None species=None).
+    assert set(runs["tags.site"]) == {SITE} and set(runs["tags.species"]) == {"Cygnus buccinator"}
+    assert set(runs["tags.partition"]) == {"site-a|cygnus-buccinator"}
 
 
 def test_bad_config_fails_before_writing_anything(tmp_path, prepared):
     bad = tmp_path / "bad.yml"
     bad.write_text(yaml.safe_dump({**CONFIG, "search_space": {"num_leaves": {"distribution": "gauss"}}}))
     with pytest.raises(ConfigError, match="unknown distribution"):
-        stages.run_train(prepared, bad, tmp_path / "best", tmp_path / "split", 3, 2, 0, 1, "c")
+        run_train(prepared, bad, tmp_path / "best", tmp_path / "split", n_folds=3, max_evals=2, correlation_id="c")
     assert not (tmp_path / "best").exists() and not (tmp_path / "split").exists()
 
 
 def test_failed_tuning_leaves_no_outputs_and_marks_the_run_failed(tmp_path, prepared, params_file):
-    with pytest.raises(DataContractError, match="n_folds"):
-        stages.run_train(prepared, params_file, tmp_path / "best", tmp_path / "split", 1, 2, 0, 1, "corr-fail")
+    with pytest.raises(DataContractError, match="n_folds"):  # 500 folds: more than either class has rows
+        run_train(
+            prepared, params_file, tmp_path / "best", tmp_path / "split", n_folds=500, max_evals=2,
+            correlation_id="corr-fail",
+        )  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lgbm_params.yml", "prepared"]
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.correlation_id = 'corr-fail'")
     assert list(runs["status"]) == ["FAILED"]

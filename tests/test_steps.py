@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from biodiv_core import settings
-from biodiv_core.generate import generate_datastore
+from biodiv_core.data.generate import generate_datastore
 
 SPECIES = "Cygnus buccinator"
 
@@ -54,13 +54,14 @@ def test_steps_in_sequence(data, tmp_path):
     assert prepared["species"] == SPECIES and prepared["site"] == "everglades"
     # Every log line carries the correlation id.
     log_lines = [line for line in prep.stderr.splitlines() if " INFO " in line]
-    assert log_lines and all(f"correlation_id={cid}" in line for line in log_lines)
+    assert log_lines and all(line.count(f"correlation_id={cid}") == 1 for line in log_lines), log_lines
 
     train = run_step(
         "train",
+        "--site", "everglades", "--species", SPECIES,
         "--prepared", out / "prepared", "--params-config", settings.config_dir() / "lgbm_params.yml",
-        "--best-parameters", out / "best", "--split", out / "split",
-        "--n-folds", 3, "--max-evals", 3, "--seed", 5, "--num-threads", 1, "--correlation-id", cid,
+        "--best-parameters", out / "best", "--split", out / "split", "--n-folds", 3, "--max-evals", 3, "--seed", 5,
+        "--cv-strategy", "random", "--block-size-km", 20, "--num-threads", 1, "--correlation-id", cid,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
     trained = reports(train)
@@ -73,7 +74,8 @@ def test_steps_in_sequence(data, tmp_path):
     assert split["train_rows"] + split["test_rows"] == prepared["rows"]
 
     score = run_step(
-        "score", "--best-parameters", out / "best", "--split", out / "split", "--output", out / "scores",
+        "score", "--site", "everglades", "--species", SPECIES,
+        "--best-parameters", out / "best", "--split", out / "split", "--output", out / "scores",
         "--num-threads", 1, "--correlation-id", cid,
     )  # fmt: skip
     assert score.returncode == 0, score.stderr
@@ -84,7 +86,8 @@ def test_steps_in_sequence(data, tmp_path):
     assert scored["confusion_matrix_image"].startswith("![confusion_matrix](data:image/png;base64,")
 
     deploy = run_step(
-        "train_to_deploy", "--prepared", out / "prepared", "--best-parameters", out / "best",
+        "train_to_deploy", "--site", "everglades", "--species", SPECIES,
+        "--prepared", out / "prepared", "--best-parameters", out / "best",
         "--output", out / "model", "--num-threads", 1, "--correlation-id", cid,
     )  # fmt: skip
     assert deploy.returncode == 0, deploy.stderr
@@ -99,7 +102,7 @@ def test_bad_input_exits_2_with_the_message_and_no_traceback(data, tmp_path):
         "prep",
         "--features", data / "everglades-training-features" / "1",
         "--species-dir", data / "everglades-training-species" / "1",
-        "--species", "Lynx canadensis", "--output", tmp_path / "out",
+        "--species", "Lynx canadensis", "--site", "everglades", "--output", tmp_path / "out",
     )  # fmt: skip
     assert completed.returncode == 2
     assert "error: No gold data for species 'Lynx canadensis'" in completed.stderr
@@ -112,7 +115,7 @@ def test_error_file_for_the_launcher(data, tmp_path):
     env = {**__import__("os").environ, "BIODIV_STEP_ERROR_FILE": str(error_file)}
     completed = run_step(
         "prep", "--features", tmp_path / "missing", "--species-dir", tmp_path / "missing",
-        "--species", SPECIES, "--output", tmp_path / "out", env=env,
+        "--species", SPECIES, "--site", "everglades", "--output", tmp_path / "out", env=env,
     )  # fmt: skip
     assert completed.returncode == 2
     error = json.loads(error_file.read_text())
@@ -122,6 +125,18 @@ def test_error_file_for_the_launcher(data, tmp_path):
 def test_argparse_errors_name_the_option():
     completed = run_step("train", "--prepared", "x")
     assert completed.returncode == 2 and "--params-config" in completed.stderr
+
+
+def test_a_bad_argument_value_is_one_line_exit_2(tmp_path):
+    completed = run_step(
+        "train", "--site", "everglades", "--species", SPECIES, "--prepared", "x", "--params-config", "y",
+        "--best-parameters", tmp_path / "b", "--split", tmp_path / "s", "--n-folds", 5, "--max-evals", 0,
+        "--seed", 1, "--cv-strategy", "random", "--block-size-km", 20,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: max_evals=0: hyperopt TPE evaluations per partition must be >= 1; use e.g. 20."
+    ]
 
 
 @pytest.mark.parametrize("step", ["prep", "train", "score", "train_to_deploy"])

@@ -6,10 +6,10 @@ import dagster as dg
 import pytest
 
 from biodiv_core import settings
+from biodiv_core.data.generate import generate_datastore
 from biodiv_core.errors import ConfigError, NotFoundError
-from biodiv_core.generate import generate_datastore
-from biodiv_dagster import sync
 from biodiv_dagster.partitions import site_partitions, species_partitions
+from biodiv_dagster.training import sync
 
 
 @pytest.fixture

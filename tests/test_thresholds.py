@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import brier_score_loss, cohen_kappa_score, confusion_matrix
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.thresholds import (
+from biodiv_core.training.thresholds import (
     best_tss_threshold,
     boyce_index,
     brier_score,

@@ -6,9 +6,9 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import roc_auc_score
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.model import fit_model, predict_proba
-from biodiv_core.params import parse_params
-from biodiv_core.tuning import FoldData, cross_validate, stratified_folds, tune
+from biodiv_core.training.model import fit_model, predict_proba
+from biodiv_core.training.params import parse_params
+from biodiv_core.training.tuning import FoldData, cross_validate, stratified_folds, tune
 
 SPACE = {
     "learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 0.3},

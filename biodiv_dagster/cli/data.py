@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config_column(file_name: str, column: str) -> list[str]:
-    from biodiv_core.datastore import read_table
+    from biodiv_core.data.datastore import read_table
     from biodiv_core.settings import config_dir
 
     path = config_dir() / file_name
@@ -49,7 +49,8 @@ def _config_column(file_name: str, column: str) -> list[str]:
 
 
 def generate_data(args: argparse.Namespace) -> int:
-    from biodiv_core.generate import DEFAULT_SITES, DEFAULT_SPECIES, generate_datastore
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_core.data.landscape import DEFAULT_SITES, DEFAULT_SPECIES
     from biodiv_core.settings import data_root
 
     root = args.root or data_root()

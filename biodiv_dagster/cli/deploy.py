@@ -27,11 +27,11 @@ def register(subparsers) -> None:
 
 def batch_score(args: argparse.Namespace) -> int:
     from biodiv_core import naming
-    from biodiv_core.batch_scoring import score_file
     from biodiv_core.errors import NotFoundError
-    from biodiv_dagster.deployment.backend import default_backend
+    from biodiv_core.serving.batch_scoring import score_file
+    from biodiv_dagster.backends import deployment_backend_from_env
 
-    backend = default_backend()
+    backend = deployment_backend_from_env()
     name = naming.model_name(args.site, args.species)
     deployed = backend.deployed_version(name)
     if deployed is None:

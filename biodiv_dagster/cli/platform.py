@@ -39,7 +39,7 @@ def register(subparsers) -> None:
         "main",
         help="The main job: sample data if none, sync, train+deploy every partition, print a table (`make run`).",
     )
-    _training_options(main, default_max_evals=10)
+    _training_options(main)
     main.add_argument("--rows", type=int, default=4000, help="points per site of generated sample data")
     main.add_argument("--parallel", type=int, default=2, help="partitions trained at once (default 2)")
     main.set_defaults(handler=cmd_main)
@@ -53,16 +53,26 @@ def _data_root_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data store root (default: $BIODIV_DATA_ROOT or sample data)")
 
 
-def _training_options(parser: argparse.ArgumentParser, default_max_evals: int | None = None) -> None:
-    parser.add_argument(
-        "--max-evals",
-        type=int,
-        default=default_max_evals,
-        help="hyperopt evaluations (default: config/run.yml)" if default_max_evals is None else None,
-    )
-    parser.add_argument("--folds", type=int, default=None, help="CV folds (default: config/run.yml)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: config/run.yml)")
-    parser.add_argument("--num-threads", type=int, default=None, help="LightGBM threads per step (default: CPU budget)")
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per run setting (biodiv_core.run_settings): unset flags keep config/run.yml / BIODIV_<KEY>."""
+    from biodiv_core.run_settings import env_var, setting_fields, setting_types, value_type
+
+    types = setting_types()
+    for f in setting_fields():
+        parser.add_argument(
+            f.metadata.get("flag") or "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=value_type(types[f.name]),
+            default=None,
+            choices=f.metadata.get("choices"),
+            help=f"{f.metadata['help']} (default: config/run.yml, env {env_var(f.name)})",
+        )
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    from biodiv_core.run_settings import setting_fields
+
+    return {f.name: getattr(args, f.name) for f in setting_fields()}
 
 
 def _use_data_root(value: str | None) -> None:
@@ -75,7 +85,7 @@ def _use_data_root(value: str | None) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.sync import sync_partitions
+    from biodiv_dagster.training.sync import sync_partitions
 
     _use_data_root(args.data_root)
     result = sync_partitions(get_instance())
@@ -93,7 +103,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.runner import run_partition
+    from biodiv_dagster.training.runner import run_partition
 
     _use_data_root(args.data_root)
     os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
@@ -103,11 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             get_instance(),
             args.site,
             args.species,
-            max_evals=args.max_evals,
-            n_folds=args.folds,
-            seed=args.seed,
-            num_threads=args.num_threads,
             quiet=True,
+            **_settings(args),
         )
     summary = outcome.summary
     if args.json:
@@ -141,9 +148,10 @@ def _stdout_to_stderr(enabled: bool):
 
 def ensure_sample_data(rows: int) -> str | None:
     """Generate sample data into settings.data_root() when BIODIV_DATA_ROOT is unset and the store is empty."""
-    from biodiv_core import datastore, settings
-    from biodiv_core.generate import generate_datastore
-    from biodiv_dagster.sync import read_name_column
+    from biodiv_core import settings
+    from biodiv_core.data import datastore
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_dagster.training.sync import read_name_column
 
     if os.environ.get("BIODIV_DATA_ROOT"):
         return None
@@ -160,8 +168,8 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_core import settings
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.partitions import partition_key
-    from biodiv_dagster.runner import latest_storage_id, partition_summary, register_new_models
-    from biodiv_dagster.sync import sync_partitions
+    from biodiv_dagster.training.runner import latest_storage_id, partition_summary, register_new_models
+    from biodiv_dagster.training.sync import sync_partitions
 
     os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
     started = time.monotonic()
@@ -181,7 +189,7 @@ def cmd_main(args: argparse.Namespace) -> int:
         print("error: no partition to train: check config/sites.csv, config/candidate_species.csv and the data store")
         return 2
     before = latest_storage_id(instance, "deployable_model")
-    options = dict(max_evals=args.max_evals, n_folds=args.folds, seed=args.seed, num_threads=args.num_threads)
+    options = _settings(args)
     failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
     register_new_models(instance, before, partitions=keys, quiet=True)
@@ -231,7 +239,7 @@ def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int) -> li
 
 def _train_worker(site: str, species: str, options: dict) -> tuple[str | None, float]:
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.runner import train_partition
+    from biodiv_dagster.training.runner import train_partition
 
     started = time.monotonic()
     try:

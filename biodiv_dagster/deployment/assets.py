@@ -26,7 +26,7 @@ class QualityGate(dg.ConfigurableResource):
 
     auc_floor: float = gate.DEFAULT_AUC_FLOOR
     auc_tolerance: float = gate.DEFAULT_AUC_TOLERANCE
-    # Issue 7, opt-in: also require test AUC - baseline AUC >= min_lift (None: no lift requirement).
+    # Opt-in: also require test AUC - baseline AUC >= min_lift (None: no lift requirement).
     min_lift: float | None = None
 
 
@@ -110,7 +110,7 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
         "correlation_id": correlation_id,
         "deployable_model_storage_id": model_record.storage_id,
     }
-    if scores_meta.get("lift") is not None:  # issue 7: for the gate's optional min_lift
+    if scores_meta.get("lift") is not None:  # for the gate's optional min_lift
         metadata["lift"] = float(scores_meta["lift"])
     if model_meta.get("mlflow_run_uri"):
         metadata["mlflow_run"] = dg.MetadataValue.url(str(model_meta["mlflow_run_uri"]))

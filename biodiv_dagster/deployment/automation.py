@@ -19,7 +19,7 @@ import dagster as dg
 
 from biodiv_core.errors import BiodivError
 from biodiv_dagster.deployment.upstream import metadata_values
-from biodiv_dagster.launcher import StepLauncher
+from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.partitions import site_species_partitions
 
 WEEKLY_CRON = "0 3 * * 1"  # Mondays 03:00 UTC

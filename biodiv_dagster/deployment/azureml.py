@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from biodiv_core.errors import NotFoundError
-from biodiv_dagster.deployment.backend import DeployedVersion, EndpointInfo
+from biodiv_dagster.deployment.backend import DeployedVersion, DeploymentBackend, EndpointInfo
 
 SOURCE_TAG = "source_uri"
 MODEL_TAG = "model_name"
@@ -31,11 +31,13 @@ RETRY_TIMEOUT_SECONDS = 300
 OUTPUT_FILE_NAME = "predictions.csv"
 
 
-def build(resource: Any) -> AzureMLBackend:
-    from biodiv_dagster.azure_settings import AzureMLSettings
+class AzureMLDeploymentBackend(DeploymentBackend):
+    """The workspace model registry and batch endpoints; settings from the environment (`AzureMLSettings`)."""
 
-    settings = getattr(resource, "azureml", None)
-    return AzureMLBackend(settings if isinstance(settings, AzureMLSettings) else AzureMLSettings.from_env())
+    def backend(self) -> AzureMLBackend:
+        from biodiv_dagster.azure_settings import AzureMLSettings
+
+        return AzureMLBackend(AzureMLSettings.from_env())
 
 
 def deployment_name(version: str) -> str:

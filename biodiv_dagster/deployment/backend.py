@@ -1,29 +1,19 @@
-"""The deployment backend: one interface, one implementation per mode (local here, azureml in its own module).
+"""The deployment backend resource (key ``deployment_backend``): the base every backend extends.
 
-Assets, sensors and the CLI talk only to `DeploymentBackend` (resource key ``deployment_backend``). It picks the
-implementation named by ``mode`` and delegates; an implementation is any object with the four methods of
-`Backend`. To add a mode, write ``biodiv_dagster/deployment/<mode>.py`` with ``build(resource) -> Backend`` and
-add the mode to ``_MODE_MODULES`` (extra settings for the mode go on the resource as optional fields).
+Assets, sensors and the CLI talk only to `DeploymentBackend`. A backend subclass (`LocalDeploymentBackend`
+in local.py, `AzureMLDeploymentBackend` in azureml.py) builds its registry/endpoint client in ``backend()``,
+an object with the four methods of `Backend`; `biodiv_dagster.backends` picks the subclass from the
+environment. To add one, subclass `DeploymentBackend` in a module of its own and add it there.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
 import dagster as dg
 
-from biodiv_core.errors import ConfigError
-
 DEPLOYED_ALIAS = "deployed"
-
-# mode -> module holding `build(resource) -> Backend`; imported only when the mode is used (keeps imports light).
-_MODE_MODULES = {
-    "local": "biodiv_dagster.deployment.local",
-    "azureml": "biodiv_dagster.deployment.azureml",
-}
 
 
 @dataclass(frozen=True)
@@ -67,21 +57,10 @@ def clean_tags(tags: dict[str, object]) -> dict[str, str]:
 
 
 class DeploymentBackend(dg.ConfigurableResource):
-    """Registers models and deploys them to batch endpoints; ``mode`` selects where ("local" or "azureml")."""
-
-    mode: str = "local"
-    # Local mode: None means biodiv_core.settings (MLFLOW_TRACKING_URI / BIODIV_HOME), read at call time.
-    tracking_uri: str | None = None
-    endpoints_dir: str | None = None
+    """Registers models and deploys them to batch endpoints; subclasses say where."""
 
     def backend(self) -> Backend:
-        module_name = _MODE_MODULES.get(self.mode)
-        if module_name is None:
-            raise ConfigError(
-                f"deployment_backend mode {self.mode!r} is unknown: use one of {sorted(_MODE_MODULES)} "
-                "(set BIODIV_DEPLOYMENT_MODE or the resource's `mode`)."
-            )
-        return importlib.import_module(module_name).build(self)
+        raise NotImplementedError
 
     def register(self, model_uri: str, name: str, tags: dict[str, object]) -> str:
         return self.backend().register(model_uri, name, clean_tags(tags))
@@ -94,8 +73,3 @@ class DeploymentBackend(dg.ConfigurableResource):
 
     def model_location(self, name: str, version: str) -> str:
         return self.backend().model_location(name, str(version))
-
-
-def default_backend() -> DeploymentBackend:
-    """The resource as configured by the environment (``BIODIV_DEPLOYMENT_MODE``, default local)."""
-    return DeploymentBackend(mode=os.environ.get("BIODIV_DEPLOYMENT_MODE", "local"))

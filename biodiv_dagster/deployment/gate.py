@@ -42,7 +42,7 @@ def decide(
         return GateDecision(False, "not deployed: the candidate has no ROC-AUC (scores metadata `roc_auc` missing)")
     if roc_auc < floor:
         return GateDecision(False, f"not deployed: ROC-AUC {roc_auc:.4f} is below the floor {floor:.4f}")
-    # Issue 7, opt-in: the model must beat the quadratic logistic baseline by ``min_lift`` AUC.
+    # Opt-in: the model must beat the quadratic logistic baseline by ``min_lift`` AUC.
     if min_lift is not None and (lift is None or math.isnan(lift) or lift < min_lift):
         shown = "unknown (scores metadata `lift` missing)" if lift is None or math.isnan(lift) else f"{lift:.4f}"
         return GateDecision(False, f"not deployed: lift over the baseline {shown} is below min_lift {min_lift:.4f}")

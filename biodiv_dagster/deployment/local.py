@@ -17,11 +17,18 @@ from pathlib import Path
 
 from biodiv_core import settings
 from biodiv_core.errors import NotFoundError
-from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeployedVersion, EndpointInfo
+from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeployedVersion, DeploymentBackend, EndpointInfo
 
 
-def build(resource) -> LocalBackend:
-    return LocalBackend(tracking_uri=resource.tracking_uri, endpoints_dir=resource.endpoints_dir)
+class LocalDeploymentBackend(DeploymentBackend):
+    """The MLflow registry of the local tracking store and JSON endpoint records under BIODIV_HOME."""
+
+    # None: biodiv_core.settings (MLFLOW_TRACKING_URI / BIODIV_HOME), read at call time.
+    tracking_uri: str | None = None
+    endpoints_dir: str | None = None
+
+    def backend(self) -> LocalBackend:
+        return LocalBackend(tracking_uri=self.tracking_uri, endpoints_dir=self.endpoints_dir)
 
 
 def _parse_auc(value: str | None) -> float | None:

@@ -1,4 +1,4 @@
-"""AzureML mode of the step launcher: each step is an `azure.ai.ml.command` job run through Dagster Pipes.
+"""The AzureML step launcher: each step is an `azure.ai.ml.command` job run through Dagster Pipes.
 
 - code: the repository root (`.amlignore` keeps tests, data and local state out of the snapshot);
 - environment: `azureml_steps/environment.yml` registered with a content-hash version (`azure_env`);
@@ -25,15 +25,11 @@ import dagster as dg
 from biodiv_core.naming import slugify
 from biodiv_core.settings import REPO_ROOT
 from biodiv_dagster.azure_settings import AzureMLSettings
+from biodiv_dagster.launcher.base import StepLauncher, with_metadata
+from biodiv_dagster.launcher.spec import StepSpec
 from biodiv_dagster.partitions import split_partition_key
 
 DATA_ASSET_PREFIX = "azureml:"
-
-
-def settings_for(launcher: Any) -> AzureMLSettings:
-    """The launcher's AzureML settings: an `azureml` attribute when the resource has one, else the environment."""
-    settings = getattr(launcher, "azureml", None)
-    return settings if isinstance(settings, AzureMLSettings) else AzureMLSettings.from_env()
 
 
 def datastore_uri(datastore: str, *parts: str) -> str:
@@ -41,17 +37,24 @@ def datastore_uri(datastore: str, *parts: str) -> str:
     return f"azureml://datastores/{datastore}/paths/{path}/"
 
 
-def output_location(launcher: Any, asset: str, site: str, species: str, run_id: str) -> str:
-    settings = settings_for(launcher)
-    return datastore_uri(settings.datastore, asset, slugify(site, "site"), slugify(species), run_id)
+class AzureMLStepLauncher(StepLauncher):
+    """Steps as AzureML command jobs; settings from the environment (`AzureMLSettings.from_env`)."""
 
+    def azure_settings(self) -> AzureMLSettings:
+        return AzureMLSettings.from_env()
 
-def data_input(launcher: Any, asset: str, version: int | None = None) -> tuple[str, int]:
-    from biodiv_dagster.azure_data import resolve_data_version
+    def output_location(self, asset: str, site: str, species: str, run_id: str) -> str:
+        settings = self.azure_settings()
+        return datastore_uri(settings.datastore, asset, slugify(site, "site"), slugify(species), run_id)
 
-    settings = settings_for(launcher)
-    resolved = resolve_data_version(settings.ml_client(), asset, version)
-    return f"{DATA_ASSET_PREFIX}{asset}:{resolved}", resolved
+    def data_input(self, asset: str, version: int | None = None) -> tuple[str, int]:
+        from biodiv_dagster.azure_data import resolve_data_version
+
+        resolved = resolve_data_version(self.azure_settings().ml_client(), asset, version)
+        return f"{DATA_ASSET_PREFIX}{asset}:{resolved}", resolved
+
+    def run_step(self, context: dg.AssetExecutionContext, spec: StepSpec) -> Sequence[dg.MaterializeResult]:
+        return run_job(self.azure_settings(), context, spec)
 
 
 def job_name(run_id: str, step: str, partition: str | None, retry_number: int) -> str:
@@ -145,7 +148,7 @@ def build_command(
 def job_env(spec: Any) -> dict[str, str]:
     """Step environment in the job; no BIODIV_HOME / MLFLOW_TRACKING_URI (AzureML sets the workspace tracking URI)."""
     env = {"BIODIV_CORRELATION_ID": spec.correlation_id, "PYTHONUNBUFFERED": "1"}
-    threads = spec.params.get("num_threads") or spec.params.get("num-threads")
+    threads = spec.params.get("num_threads")
     if threads:
         env.update(BIODIV_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     env.update(getattr(spec, "env", None) or {})
@@ -156,7 +159,9 @@ def _partition(context: dg.AssetExecutionContext) -> str | None:
     return str(context.partition_key) if context.has_partition_key else None
 
 
-def launch(launcher: Any, context: dg.AssetExecutionContext, spec: Any) -> Sequence[dg.MaterializeResult]:
+def run_job(
+    settings: AzureMLSettings, context: dg.AssetExecutionContext, spec: StepSpec
+) -> Sequence[dg.MaterializeResult]:
     from biodiv_dagster.azure_env import ensure_environment
     from biodiv_dagster.launcher.azureml_client import (
         BiodivAzureMLClient,
@@ -165,7 +170,6 @@ def launch(launcher: Any, context: dg.AssetExecutionContext, spec: Any) -> Seque
     )
     from biodiv_dagster.launcher.azureml_insights import track
 
-    settings = settings_for(launcher)
     ml_client = settings.ml_client()
     blob_client = settings.blob_service_client()
     ensure_container(blob_client, settings.pipes_container)
@@ -230,13 +234,7 @@ def canonical_paths(result: dg.MaterializeResult, spec: Any, extra: Mapping[str,
         for field, value in list(metadata.items()):
             metadata[field] = _relocate(value, seen_path, location)
     metadata.update(extra)
-    return dg.MaterializeResult(
-        asset_key=result.asset_key,
-        metadata=metadata,
-        data_version=result.data_version,
-        check_results=result.check_results,
-        tags=result.tags,
-    )
+    return with_metadata(result, metadata)
 
 
 def _relocate(value: Any, seen: str, location: str) -> Any:

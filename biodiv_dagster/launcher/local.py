@@ -1,4 +1,4 @@
-"""Local mode of the step launcher: ``python -m azureml_steps.<step>`` under Dagster's PipesSubprocessClient.
+"""The local step launcher: ``python -m azureml_steps.<step>`` under Dagster's PipesSubprocessClient.
 
 Outputs go to ``<storage_root>/<asset>/<site>/<species>/<run_id>/``; data inputs are version folders
 of the local data store. The step's stderr is forwarded to the run's compute logs; a step that fails
@@ -19,32 +19,40 @@ import dagster as dg
 
 from biodiv_core import settings
 from biodiv_core.naming import slugify
+from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.launcher.spec import StepSpec
 
 ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"  # same name as azureml_steps._cli.ERROR_FILE_ENV
 RUN_FILE_ENV = "BIODIV_MLFLOW_RUN_FILE"  # same name as biodiv_core.tracking.RUN_FILE_ENV
 
 
-def _storage_root(launcher) -> Path:
-    return Path(launcher.storage_root).expanduser().resolve() if launcher.storage_root else settings.storage_root()
+class LocalStepLauncher(StepLauncher):
+    """Steps as subprocesses on this machine; outputs in a local folder, inputs from the local data store."""
 
+    # step outputs root (None: biodiv_core.settings.storage_root(), read at call time)
+    storage_root: str | None = None
+    # data store root (None: biodiv_core.settings.data_root(), i.e. BIODIV_DATA_ROOT)
+    data_root: str | None = None
 
-def _data_root(launcher) -> Path:
-    return Path(launcher.data_root).expanduser().resolve() if launcher.data_root else settings.data_root()
+    def _storage_root(self) -> Path:
+        return Path(self.storage_root).expanduser().resolve() if self.storage_root else settings.storage_root()
 
+    def _data_root(self) -> Path:
+        return Path(self.data_root).expanduser().resolve() if self.data_root else settings.data_root()
 
-def output_location(launcher, asset: str, site: str, species: str, run_id: str) -> str:
-    # Partition keys are slugs already; slugify again so a display name can never build a path.
-    folder = _storage_root(launcher) / asset / slugify(site, "site") / slugify(species) / run_id
-    return str(folder)
+    def output_location(self, asset: str, site: str, species: str, run_id: str) -> str:
+        # Partition keys are slugs already; slugify again so a display name can never build a path.
+        return str(self._storage_root() / asset / slugify(site, "site") / slugify(species) / run_id)
 
+    def data_input(self, asset: str, version: int | None = None) -> tuple[str, int]:
+        from biodiv_core.data import datastore
 
-def data_input(launcher, asset: str, version: int | None = None) -> tuple[str, int]:
-    from biodiv_core import datastore
+        root = self._data_root()
+        resolved = datastore.resolve_version(root, asset, version)
+        return str(root / asset / str(resolved)), resolved
 
-    root = _data_root(launcher)
-    resolved = datastore.resolve_version(root, asset, version)
-    return str(root / asset / str(resolved)), resolved
+    def run_step(self, context: dg.AssetExecutionContext, spec: StepSpec) -> Sequence[dg.MaterializeResult]:
+        return run_subprocess(context, spec)
 
 
 def step_env(spec: StepSpec) -> dict[str, str]:
@@ -55,7 +63,7 @@ def step_env(spec: StepSpec) -> dict[str, str]:
         "BIODIV_CORRELATION_ID": spec.correlation_id,
         "PYTHONUNBUFFERED": "1",
     }
-    threads = spec.params.get("num_threads") or spec.params.get("num-threads")
+    threads = spec.params.get("num_threads")
     if threads:
         # OpenMP busy-waiting on a shared 2-core machine is what makes LightGBM 25x slower (DESIGN 9).
         env.update(BIODIV_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
@@ -63,7 +71,7 @@ def step_env(spec: StepSpec) -> dict[str, str]:
     return env
 
 
-def launch(launcher, context: dg.AssetExecutionContext, spec: StepSpec) -> Sequence[dg.MaterializeResult]:
+def run_subprocess(context: dg.AssetExecutionContext, spec: StepSpec) -> Sequence[dg.MaterializeResult]:
     for location in spec.outputs.values():
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         if context.retry_number > 0 and Path(location).exists():

@@ -1,42 +1,50 @@
-"""What an asset asks the step launcher to run (mode-independent), and the command line it becomes."""
+"""What an asset asks a step launcher to run: the step's typed arguments, serialized the same for every backend."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from biodiv_core.step_args import StepArgs
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    step: str  # "prep" | "train" | "score" | "train_to_deploy"
-    inputs: dict[str, str]  # CLI option (without --) -> input location (path or URI)
-    outputs: dict[str, str]  # CLI option -> output location chosen by output_location()
-    params: dict[str, str | int | float]  # other CLI options
-    asset_keys: dict[str, str]  # output CLI option -> asset key it materializes
-    correlation_id: str
-    # Extra environment for the step (e.g. BIODIV_NUM_THREADS); modes add their own on top.
+    args: StepArgs  # the step's contract (biodiv_core.step_args): partition, locations, parameters
+    # Extra environment for the step (e.g. BIODIV_NUM_THREADS); backends add their own on top.
     env: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.step not in STEPS:
-            raise ValueError(f"Unknown step {self.step!r}: use one of {sorted(STEPS)}.")
-        missing = set(self.asset_keys) - set(self.outputs)
-        if missing:
-            raise ValueError(
-                f"asset_keys name outputs {sorted(missing)} that are not in outputs {sorted(self.outputs)}."
-            )
+    @property
+    def step(self) -> str:
+        return self.args.step
 
     @property
     def module(self) -> str:
         return f"azureml_steps.{self.step}"
 
+    @property
+    def correlation_id(self) -> str:
+        return str(self.args.correlation_id or "")
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input field -> location (path or URI)."""
+        return self.args.inputs()
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Output field -> location chosen by the launcher's output_location()."""
+        return self.args.outputs()
+
+    @property
+    def asset_keys(self) -> dict[str, str]:
+        """Output field -> asset key it materializes."""
+        return self.args.asset_keys()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.args.params()
+
     def arguments(self, inputs: dict[str, str] | None = None, outputs: dict[str, str] | None = None) -> list[str]:
-        """``--opt value`` pairs; a mode may pass its own input/output locations (e.g. job mount paths)."""
-        args: list[str] = []
-        for mapping in (inputs or self.inputs, outputs or self.outputs, self.params):
-            for option, value in mapping.items():
-                args += [f"--{option.replace('_', '-')}", str(value)]
-        args += ["--correlation-id", self.correlation_id]
-        return args
-
-
-STEPS = frozenset({"prep", "train", "score", "train_to_deploy"})
+        """The step's argv; a backend may pass its own input/output locations by field (e.g. job mount paths)."""
+        return self.args.to_argv({**(inputs or {}), **(outputs or {})})

@@ -1,4 +1,4 @@
-"""Cross-validation folds that respect space (issue 7).
+"""Cross-validation folds that respect space.
 
 Random k-fold CV overstates skill when occurrence points are spatially clustered: a test point's
 neighbours sit in the training folds and share its (unmodelled) local conditions. Spatial folds hold
@@ -22,9 +22,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from biodiv_core.errors import ConfigError, DataContractError
+from biodiv_core.run_settings import CV_STRATEGIES, DEFAULTS
+from biodiv_core.training.model import as_target
 
-CV_STRATEGIES = ("random", "spatial_blocks", "checkerboard")
-SPATIAL_STRATEGIES = ("spatial_blocks", "checkerboard")
 LATITUDE = "decimallatitude"
 LONGITUDE = "decimallongitude"
 COORDINATE_COLUMNS = (LATITUDE, LONGITUDE)
@@ -133,8 +133,8 @@ def make_folds(
     frame: pd.DataFrame,
     y: Sequence[int] | np.ndarray | pd.Series,
     strategy: str = "random",
-    n_folds: int = 5,
-    block_size_km: float = 20.0,
+    n_folds: int = DEFAULTS.n_folds,
+    block_size_km: float = DEFAULTS.block_size_km,
     seed: int = 0,
 ) -> list[Fold]:
     """Split rows of ``frame`` / ``y`` into ``n_folds`` (train_idx, test_idx) position arrays.
@@ -144,7 +144,7 @@ def make_folds(
     sizes and DataContractError when coordinates are missing or a fold would lack a class.
     """
     validate_strategy(strategy)
-    y = np.asarray(y).astype(int).ravel()
+    y = as_target(y)
     if len(frame) != len(y):
         raise DataContractError(f"Features have {len(frame)} rows but targets have {len(y)}; they must align.")
     if not isinstance(n_folds, int | np.integer) or n_folds < 2:
@@ -178,23 +178,6 @@ def make_folds(
     return folds
 
 
-def fold_ids(folds: list[Fold], n_rows: int) -> np.ndarray:
-    """Test fold number of each row (-1 for rows in no test fold)."""
-    ids = np.full(n_rows, -1, dtype=np.int64)
-    for k, (_, test_idx) in enumerate(folds):
-        ids[test_idx] = k
-    return ids
-
-
-def describe_folds(folds: list[Fold], y: Sequence[int] | np.ndarray | pd.Series) -> list[dict]:
-    """Per-fold test sizes and class counts, for metadata tables."""
-    y = np.asarray(y).astype(int).ravel()
-    return [
-        {"fold": k, "test_rows": len(test), "test_present": int(y[test].sum()), "train_rows": len(train)}
-        for k, (train, test) in enumerate(folds)
-    ]
-
-
 def out_of_fold_predictions(
     fit_predict: Callable[[pd.DataFrame, np.ndarray, pd.DataFrame], np.ndarray],
     X: pd.DataFrame,
@@ -207,25 +190,8 @@ def out_of_fold_predictions(
     folds serve the LightGBM model and the baseline, so their scores compare like with like.
     Rows in no test fold get NaN.
     """
-    y = np.asarray(y).astype(int).ravel()
+    y = as_target(y)
     oof = np.full(len(y), np.nan)
     for train_idx, test_idx in folds:
         oof[test_idx] = np.asarray(fit_predict(X.iloc[train_idx], y[train_idx], X.iloc[test_idx]), dtype=float)
     return oof
-
-
-def lightgbm_fit_predict(
-    params: dict, num_boost_round: int = 100, num_threads: int = 1
-) -> Callable[[pd.DataFrame, np.ndarray, pd.DataFrame], np.ndarray]:
-    """A ``fit_predict`` for :func:`out_of_fold_predictions` training a LightGBM booster with ``params``."""
-    import lightgbm as lgb
-
-    params = {**params, "objective": "binary", "num_threads": num_threads, "verbose": -1}
-    params.pop("num_boost_round", None)
-    params.pop("n_estimators", None)
-
-    def fit_predict(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
-        booster = lgb.train(params, lgb.Dataset(X_train, label=y_train), num_boost_round=num_boost_round)
-        return booster.predict(X_test)
-
-    return fit_predict

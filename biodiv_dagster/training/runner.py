@@ -13,6 +13,7 @@ import dagster as dg
 
 from biodiv_core import settings
 from biodiv_core.errors import BiodivError
+from biodiv_core.evaluation.outputs import QUALITY_SCORE_KEYS
 from biodiv_dagster.correlation import CORRELATION_TAG, new_correlation_id
 from biodiv_dagster.partitions import partition_key
 
@@ -46,7 +47,7 @@ def _defs():
 
 def check_inputs(site: str, species: str, data_root=None) -> None:
     """Fail fast, before any run or partition exists, on names or data that cannot work (clear BiodivError)."""
-    from biodiv_core import datastore
+    from biodiv_core.data import datastore
     from biodiv_core.naming import features_asset_name, validate_name
 
     validate_name(site, "site")
@@ -78,16 +79,16 @@ def train_partition(
     site: str,
     species: str,
     *,
-    max_evals: int | None = None,
-    n_folds: int | None = None,
-    seed: int | None = None,
-    num_threads: int | None = None,
     correlation_id: str | None = None,
     quiet: bool = False,
+    **settings: Any,
 ) -> dg.ExecuteInProcessResult:
-    """Add the (site, species) partition and materialize its training assets; RunFailedError on failure."""
-    from biodiv_dagster.config import training_run_config
-    from biodiv_dagster.sync import add_partition
+    """Add the (site, species) partition and materialize its training assets; RunFailedError on failure.
+
+    ``settings``: RunSettings fields for this run (None keeps config/run.yml / the environment).
+    """
+    from biodiv_dagster.training.config import training_run_config
+    from biodiv_dagster.training.sync import add_partition
 
     site_slug, species_slug = add_partition(instance, site, species)
     key = str(partition_key(site_slug, species_slug))
@@ -97,9 +98,7 @@ def train_partition(
         .execute_in_process(
             instance=instance,
             partition_key=key,
-            run_config=_quiet(
-                training_run_config(max_evals=max_evals, n_folds=n_folds, seed=seed, num_threads=num_threads), quiet
-            ),
+            run_config=_quiet(training_run_config(**settings), quiet),
             tags={CORRELATION_TAG: correlation_id or new_correlation_id()},
             raise_on_error=False,
         )
@@ -168,20 +167,6 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -
     return {key: getattr(value, "value", value) for key, value in records[0].asset_materialization.metadata.items()}
 
 
-ISSUE7_SCORE_KEYS = (
-    "roc_auc_random_cv",
-    "roc_auc_spatial_cv",
-    "tss",
-    "threshold",
-    "kappa",
-    "boyce",
-    "brier",
-    "baseline_roc_auc",
-    "lift",
-    "top_features",
-)
-
-
 def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str, Any]:
     """What the latest materializations of a partition say (the `biodiv run --json` object)."""
     prepared = _latest_metadata(instance, "prepared_data", partition)
@@ -199,8 +184,8 @@ def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str,
         "n_absent": prepared.get("n_absent"),
         "roc_auc": scored.get("roc_auc"),
         "accuracy": scored.get("accuracy"),
-        # issue 7 (docs/model-quality.md): spatial vs random CV, threshold metrics, baseline, explanations
-        **{key: scored.get(key) for key in ISSUE7_SCORE_KEYS},
+        # docs/model-quality.md: spatial vs random CV, threshold metrics, baseline, explanations
+        **{key: scored.get(key) for key in (*QUALITY_SCORE_KEYS, "top_features")},
         "best_cv_auc": best.get("best_cv_auc"),
         "best_parameters": best.get("best_parameters"),
         "model_uri": model.get("model_uri"),
@@ -220,11 +205,8 @@ def run_partition(
     site: str,
     species: str,
     *,
-    max_evals: int | None = None,
-    n_folds: int | None = None,
-    seed: int | None = None,
-    num_threads: int | None = None,
     quiet: bool = False,
+    **settings: Any,
 ) -> PartitionOutcome:
     """Train one partition through Dagster, then register and (past the gate) deploy its model."""
     from biodiv_core.naming import slugify
@@ -237,12 +219,9 @@ def run_partition(
         instance,
         site,
         species,
-        max_evals=max_evals,
-        n_folds=n_folds,
-        seed=seed,
-        num_threads=num_threads,
         correlation_id=correlation_id,
         quiet=quiet,
+        **settings,
     )
     register_new_models(instance, before, partitions={key}, quiet=quiet)
     summary = partition_summary(instance, key)

@@ -1,4 +1,4 @@
-"""Habitat-suitability maps: a model applied to every point of a site (issue 7).
+"""Habitat-suitability maps: a model applied to every point of a site.
 
 Training sees only labelled points; the map covers every row of the site's feature table, labelled
 or not. Output folder (written atomically):
@@ -19,8 +19,9 @@ import pandas as pd
 
 from biodiv_core.atomic import atomic_output_dir
 from biodiv_core.errors import DataContractError
-from biodiv_core.explain import plot_habitat_map, predict_probability
-from biodiv_core.spatial_cv import COORDINATE_COLUMNS, coordinates
+from biodiv_core.evaluation.explain import plot_habitat_map
+from biodiv_core.training.model import predict_proba
+from biodiv_core.training.spatial_cv import COORDINATE_COLUMNS, coordinates
 
 ID_COLUMN = "gbifid"
 OUTPUT_FILE = "habitat_suitability.parquet"
@@ -63,7 +64,7 @@ def suitability_table(
     latitude, longitude = coordinates(
         features, "A habitat-suitability map", "Use a feature table with coordinates for this site."
     )
-    probability = predict_probability(model, predictor_frame(features, feature_names))
+    probability = predict_proba(model, predictor_frame(features, feature_names))
     if len(probability) != len(features):
         raise DataContractError(f"The model returned {len(probability)} probabilities for {len(features)} rows.")
     table = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""A simple model the LightGBM model has to beat (issue 7).
+"""A simple model the LightGBM model has to beat.
 
 Regularised logistic regression on standardised numeric features with their squares and pairwise
 products (a quadratic, GLM-style niche, as in classic SDM tools) and one-hot categoricals. It is
@@ -18,7 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
 
 from biodiv_core.errors import ConfigError, DataContractError
-from biodiv_core.spatial_cv import Fold, out_of_fold_predictions
+from biodiv_core.training.model import as_target
+from biodiv_core.training.spatial_cv import Fold, out_of_fold_predictions
 
 
 def _split_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -86,7 +87,7 @@ def _as_model_input(X: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_baseline(X: pd.DataFrame, y: Sequence[int] | np.ndarray | pd.Series, C: float = 1.0) -> Pipeline:
-    y = np.asarray(y).astype(int).ravel()
+    y = as_target(y)
     if len(np.unique(y)) < 2:
         raise DataContractError("The baseline needs both present and absent rows in the training data.")
     return make_baseline(X, C).fit(_as_model_input(X), y)
@@ -120,7 +121,7 @@ def baseline_scores(
 ) -> dict[str, float]:
     """Fit on the training rows, score the test rows: ``baseline_roc_auc`` and, given the model's AUC, ``lift``."""
     probability = predict_baseline(fit_baseline(X_train, y_train, C), X_test)
-    auc = float(roc_auc_score(np.asarray(y_test).astype(int), probability))
+    auc = float(roc_auc_score(as_target(y_test), probability))
     scores = {"baseline_roc_auc": auc}
     if model_roc_auc is not None:
         scores["lift"] = lift(model_roc_auc, auc)

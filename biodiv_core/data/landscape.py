@@ -1,43 +1,19 @@
-"""Synthetic GBIF-like sample data with a known truth, written in the data-store layout (DESIGN section 3).
+"""The synthetic world behind the sample data: site landscapes, spatially structured covariates, species niches.
 
-Per site: points clustered in space (observers visit places, not a grid), environmental covariates
-derived from a few smooth latent fields so they are spatially structured and correlated the way real
-layers are (temperature falls with elevation and latitude, NDVI follows rain and warmth, land cover
-follows NDVI, moisture and people). Per species: a niche, i.e. a logistic response to a few covariates
-(linear terms, one quadratic optimum, a land-cover effect) giving the true presence probability, from
-which PRESENT/ABSENT is drawn. The probability is written beside the data (``<site>-truth``) so tests
-can compare a model's AUC with the Bayes-optimal one; training never reads it.
-
-Everything is vectorised numpy and deterministic for a seed: the same arguments give byte-identical files.
-The niche is a fixed function of the covariates, calibrated on a reference sample that does not depend on
-``rows``, so 5,000 and 1,000,000 rows of the same seed describe the same species.
+Per site: points clustered in space (observers visit places, not a grid), covariates derived from a few
+smooth latent fields so they are correlated the way real layers are (temperature falls with elevation and
+latitude, NDVI follows rain and warmth, land cover follows NDVI, moisture and people). Per species: a
+niche, a logistic response to a few covariates (linear terms, one quadratic optimum, a land-cover effect)
+giving the true presence probability. Vectorised numpy, deterministic for a seed; the niche is calibrated
+on a reference sample that does not depend on the number of rows. `generate` writes it to a data store.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from biodiv_core.atomic import atomic_output_dir
-from biodiv_core.errors import ConfigError
-from biodiv_core.naming import (
-    features_asset_name,
-    slugify,
-    species_asset_name,
-    species_file_name,
-    species_stem,
-    truth_asset_name,
-    validate_name,
-)
 
 DEFAULT_SITES = ("yellowstone", "everglades")
 DEFAULT_SPECIES = ("Cygnus buccinator", "Haliaeetus leucocephalus", "Lynx canadensis")
@@ -58,7 +34,7 @@ NUMERIC_COVARIATES = (
 CATEGORICAL_COVARIATE = "land_cover"
 LAND_COVER = ("open_water", "wetland", "forest", "shrubland", "grassland", "barren", "developed")
 MIN_COVARIATES = 4
-_REFERENCE_ROWS = 20_000
+REFERENCE_ROWS = 20_000
 _N_LATENT = 6
 _N_WAVES = 12
 
@@ -81,7 +57,7 @@ _KNOWN_SITES = {
 }
 
 
-def _name_key(text: str) -> int:
+def name_key(text: str) -> int:
     # Python's hash() is salted per process; crc32 is stable across runs and machines.
     return zlib.crc32(text.encode("utf-8"))
 
@@ -90,7 +66,7 @@ def site_profile(site: str) -> SiteProfile:
     key = site.strip().lower()
     if key in _KNOWN_SITES:
         return _KNOWN_SITES[key]
-    rng = np.random.default_rng([_name_key(key), 7])
+    rng = np.random.default_rng([name_key(key), 7])
     lat0, lon0 = rng.uniform(-45, 60), rng.uniform(-170, 170)
     size = rng.uniform(0.5, 1.5)
     return SiteProfile(
@@ -121,8 +97,8 @@ class _Landscape:
     extra_mix: np.ndarray  # (n_extra, _N_LATENT + 3) weights of extra covariates
 
 
-def _landscape(site: str, seed: int, n_extra: int) -> _Landscape:
-    rng = np.random.default_rng([seed, _name_key(site), 1])
+def make_landscape(site: str, seed: int, n_extra: int) -> _Landscape:
+    rng = np.random.default_rng([seed, name_key(site), 1])
     waves = rng.normal(0.0, 1.4, size=(_N_LATENT, _N_WAVES, 2))
     phases = rng.uniform(0, 2 * np.pi, size=(_N_LATENT, _N_WAVES))
     amplitudes = rng.uniform(0.5, 1.5, size=(_N_LATENT, _N_WAVES))
@@ -132,12 +108,12 @@ def _landscape(site: str, seed: int, n_extra: int) -> _Landscape:
     centres = rng.uniform(0.05, 0.95, size=(n_clusters, 2))
     spreads = rng.uniform(0.005, 0.04, size=n_clusters)
     weights = rng.dirichlet(np.full(n_clusters, 0.8))
-    extra_rng = np.random.default_rng([seed, _name_key(site), 2])
+    extra_rng = np.random.default_rng([seed, name_key(site), 2])
     extra_mix = extra_rng.normal(0, 1, size=(n_extra, _N_LATENT + 3))
     return _Landscape(site_profile(site), waves, phases, amplitudes, centres, spreads, weights, extra_mix)
 
 
-def _points(land: _Landscape, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_points(land: _Landscape, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Unit-square coordinates: 85% clustered around visited places, 15% scattered."""
     cluster = rng.choice(len(land.weights), size=n, p=land.weights)
     xy = land.centres[cluster] + rng.normal(size=(n, 2)) * land.spreads[cluster, None]
@@ -162,7 +138,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _covariates(land: _Landscape, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def covariates_at(land: _Landscape, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """All numeric covariates, the extra ones and land cover, rounded as a GIS export would be."""
     p = land.profile
     n = len(u)
@@ -229,7 +205,7 @@ def _covariates(land: _Landscape, u: np.ndarray, v: np.ndarray, rng: np.random.G
     return values
 
 
-def _select_covariates(values: dict[str, np.ndarray], n_covariates: int) -> dict[str, np.ndarray]:
+def select_covariates(values: dict[str, np.ndarray], n_covariates: int) -> dict[str, np.ndarray]:
     """The first ``n_covariates - 1`` numeric columns plus land cover."""
     numeric = [k for k in values if k != CATEGORICAL_COVARIATE][: n_covariates - 1]
     return {k: values[k] for k in numeric} | {CATEGORICAL_COVARIATE: values[CATEGORICAL_COVARIATE]}
@@ -283,8 +259,8 @@ def _expected_auc(sorted_probability: np.ndarray) -> float:
     return float((p * below).sum() / (p.sum() * (1.0 - p).sum()))
 
 
-def _niche(site: str, species: str, seed: int, reference: dict[str, np.ndarray], numeric: list[str]) -> Niche:
-    rng = np.random.default_rng([seed, _name_key(site), _name_key(species.strip().lower()), 3])
+def make_niche(site: str, species: str, seed: int, reference: dict[str, np.ndarray], numeric: list[str]) -> Niche:
+    rng = np.random.default_rng([seed, name_key(site), name_key(species.strip().lower()), 3])
     # A species responds to a few of the named layers, never to the extra ones (like a real niche).
     candidates = [c for c in numeric if c in NUMERIC_COVARIATES]
     chosen = rng.choice(len(candidates), size=min(3, len(candidates)), replace=False)
@@ -309,163 +285,3 @@ def _niche(site: str, species: str, seed: int, reference: dict[str, np.ndarray],
         low, high = (scale * raw.std(), high) if auc < target_auc else (low, scale * raw.std())
     scale = (low + high) / 2 / raw.std()
     return Niche(linear, quadratic, land_cover, means, stds, float(scale), _intercept_for(raw, scale, prevalence))
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _write(table: pa.Table, path: Path, fmt: str) -> None:
-    if fmt == "parquet":
-        pq.write_table(table, path, compression="snappy")
-    else:
-        pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
-
-
-def _write_features(table: pa.Table, folder: Path, site_slug: str, fmt: str, parts: int) -> list[Path]:
-    paths = []
-    bounds = np.linspace(0, table.num_rows, parts + 1).astype(int)
-    for i in range(parts):
-        name = f"{site_slug}_features.{fmt}" if parts == 1 else f"part-{i:05d}.{fmt}"
-        _write(table.slice(bounds[i], bounds[i + 1] - bounds[i]), folder / name, fmt)
-        paths.append(folder / name)
-    return paths
-
-
-def _claim_targets(folders: list[Path], if_exists: str) -> bool:
-    """Make way for a site's version folders; False when they all exist and ``if_exists`` is "skip"."""
-    existing = [f for f in folders if f.exists()]
-    if not existing:
-        return True
-    if if_exists == "error":
-        raise ConfigError(
-            f"Data store folder {existing[0]} already exists: choose another version (--version), another --root, "
-            "or pass --if-exists overwrite|skip."
-        )
-    if if_exists == "skip" and len(existing) == len(folders):
-        return False
-    # Overwrite, or a partial earlier write under "skip": the data is deterministic, so write it all again.
-    for folder in existing:
-        shutil.rmtree(folder)
-    return True
-
-
-def generate_datastore(
-    root: str | os.PathLike,
-    sites: Sequence[str] = DEFAULT_SITES,
-    species: Sequence[str] = DEFAULT_SPECIES,
-    rows: int = 5000,
-    seed: int = 0,
-    version: int = 1,
-    fmt: str = "csv",
-    n_covariates: int = 12,
-    gold_rows: int | None = None,
-    parts: int = 1,
-    if_exists: str = "error",
-) -> dict:
-    """Write sample data for every site and species into a data store at ``root``; return a summary.
-
-    ``rows`` points per site with ``n_covariates`` covariate columns (the last is the categorical
-    ``land_cover``); ``gold_rows`` labelled points per species (default 80% of ``rows``, each species
-    its own random subset); features as ``fmt`` (csv or parquet) in ``parts`` files; gold data always
-    csv, as the contract names it. ``if_exists``: "error" (default), "overwrite" or "skip" a version
-    folder that already exists.
-    """
-    if rows < 10:
-        raise ConfigError(f"rows={rows} is too small: generate at least 10 points per site.")
-    if fmt not in ("csv", "parquet"):
-        raise ConfigError(f"fmt={fmt!r} is not supported: use 'csv' or 'parquet'.")
-    if n_covariates < MIN_COVARIATES:
-        raise ConfigError(f"n_covariates={n_covariates} is too few: use at least {MIN_COVARIATES}.")
-    if gold_rows is None:
-        gold_rows = max(1, int(rows * 0.8))
-    if not 1 <= gold_rows <= rows:
-        raise ConfigError(f"gold_rows={gold_rows} must be between 1 and rows={rows}.")
-    if not isinstance(version, int) or version < 1:
-        raise ConfigError(f"version={version!r} must be a positive integer.")
-    if not 1 <= parts <= rows:
-        raise ConfigError(f"parts={parts} must be between 1 and rows={rows}.")
-    if if_exists not in ("error", "overwrite", "skip"):
-        raise ConfigError(f"if_exists={if_exists!r} must be 'error', 'overwrite' or 'skip'.")
-    sites = [validate_name(s, "site") for s in sites]
-    species = [validate_name(s, "species") for s in species]
-    if not sites or not species:
-        raise ConfigError("Give at least one site and one species.")
-    if len({species_file_name(s) for s in species}) != len(species):
-        raise ConfigError(f"Species {species} map to the same gold file name: list each species once.")
-
-    root = Path(root)
-    summary: dict = {"root": str(root), "version": version, "rows": rows, "gold_rows": gold_rows, "sites": {}}
-    n_extra = max(0, n_covariates - 1 - len(NUMERIC_COVARIATES))
-    for site in sites:
-        summary["sites"][site] = _generate_site(
-            root, site, species, rows, seed, version, fmt, n_covariates, n_extra, gold_rows, parts, if_exists
-        )
-    return summary
-
-
-def _generate_site(root, site, species, rows, seed, version, fmt, n_covariates, n_extra, gold_rows, parts, if_exists):
-    targets = {
-        "features": root / features_asset_name(site) / str(version),
-        "species": root / species_asset_name(site) / str(version),
-        "truth": root / truth_asset_name(site) / str(version),
-    }
-    info: dict = {kind: str(folder) for kind, folder in targets.items()} | {"species": {}}
-    if not _claim_targets(list(targets.values()), if_exists):
-        info["skipped"] = True
-        return info
-
-    land = _landscape(site, seed, n_extra)
-    reference_rng = np.random.default_rng([seed, _name_key(site), 4])
-    reference = _covariates(land, *_points(land, _REFERENCE_ROWS, reference_rng), reference_rng)
-    reference = _select_covariates(reference, n_covariates)
-
-    rng = np.random.default_rng([seed, _name_key(site), 5])
-    u, v = _points(land, rows, rng)
-    values = _select_covariates(_covariates(land, u, v, rng), n_covariates)
-    # GBIF ids: unique, increasing with gaps, int64 (larger than int32 to catch narrowing bugs).
-    ids = 3_000_000_000 + np.cumsum(rng.integers(1, 5000, rows, dtype=np.int64))
-    p = land.profile
-    latitude = np.round(p.lat[0] + v * (p.lat[1] - p.lat[0]), 5)
-    longitude = np.round(p.lon[0] + u * (p.lon[1] - p.lon[0]), 5)
-
-    numeric = [k for k in values if k != CATEGORICAL_COVARIATE]
-    columns = {"gbifID": ids, "decimalLatitude": latitude, "decimalLongitude": longitude}
-    columns |= {k: values[k] for k in numeric}
-    cover = pa.DictionaryArray.from_arrays(pa.array(values[CATEGORICAL_COVARIATE]), pa.array(LAND_COVER))
-    features = pa.table(columns | {CATEGORICAL_COVARIATE: cover.cast(pa.string())})
-    info |= {"rows": rows, "covariates": numeric + [CATEGORICAL_COVARIATE]}
-
-    with (
-        atomic_output_dir(targets["features"]) as features_tmp,
-        atomic_output_dir(targets["species"]) as species_tmp,
-        atomic_output_dir(targets["truth"]) as truth_tmp,
-    ):
-        written = _write_features(features, features_tmp, slugify(site, "site"), fmt, parts)
-        info["feature_files"] = [str(targets["features"] / f.name) for f in written]
-        for name in species:
-            niche = _niche(site, name, seed, reference, numeric)
-            probability = niche.probability(values)
-            sp_rng = np.random.default_rng([seed, _name_key(site), _name_key(name.lower()), 6])
-            present = sp_rng.random(rows) < probability
-            gold = np.sort(sp_rng.choice(rows, size=gold_rows, replace=False))
-            status = np.where(present[gold], "PRESENT", "ABSENT")
-            gold_table = pa.table(
-                {
-                    "gbifID": ids[gold],
-                    "species": pa.array([name] * gold_rows),
-                    "basisOfRecord": pa.array(["HUMAN_OBSERVATION"] * gold_rows),
-                    "occurrenceStatus": pa.array(status),
-                }
-            )
-            _write(gold_table, species_tmp / species_file_name(name), "csv")
-            truth = pa.table({"gbifid": ids, "probability": np.round(probability, 6)})
-            _write(truth, truth_tmp / f"{species_stem(name)}_truth.csv", "csv")
-            n_present = int(present[gold].sum())
-            info["species"][name] = {
-                "gold_file": str(targets["species"] / species_file_name(name)),
-                "truth_file": str(targets["truth"] / f"{species_stem(name)}_truth.csv"),
-                "n_present": n_present,
-                "n_absent": gold_rows - n_present,
-                "niche": sorted(niche.linear) + [niche.quadratic[0], CATEGORICAL_COVARIATE],
-            }
-    return info

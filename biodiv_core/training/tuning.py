@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from biodiv_core.errors import DataContractError
-from biodiv_core.model import as_lgb_frame, as_target, train_params
-from biodiv_core.params import ParamsConfig, load_params
+from biodiv_core.errors import ConfigError, DataContractError
+from biodiv_core.run_settings import DEFAULTS
+from biodiv_core.training.model import as_lgb_frame, as_target, train_params
+from biodiv_core.training.params import ParamsConfig, load_params
 
 # Rounds each fold trains between synchronisations when folds run in parallel threads; the stop decision
 # is taken per round on the recorded history, so this only bounds the few extra rounds trained.
@@ -208,8 +209,8 @@ def tune(
     targets,
     config: ParamsConfig | str,
     *,
-    n_folds: int = 5,
-    max_evals: int = 20,
+    n_folds: int = DEFAULTS.n_folds,
+    max_evals: int = DEFAULTS.max_evals,
     seed: int = 0,
     num_threads: int = 1,
     on_trial: Callable[[dict], None] | None = None,
@@ -222,14 +223,14 @@ def tune(
     The first trial is the initial guess from lgbm_params.yml (clipped into the bounds). ``on_trial`` is
     called with each trial's record (e.g. to log it to MLflow). Same inputs and seed -> same result.
     ``folds`` (train_idx, test_idx) position arrays replace the stratified folds, e.g. spatial blocks
-    from ``biodiv_core.spatial_cv.make_folds`` (issue 7).
+    from ``biodiv_core.training.spatial_cv.make_folds``.
     """
     from hyperopt import STATUS_OK
 
     if not isinstance(config, ParamsConfig):
         config = load_params(config)
     if not isinstance(max_evals, int) or max_evals < 1:
-        raise DataContractError(f"max_evals={max_evals!r}: give at least 1 evaluation.")
+        raise ConfigError(f"max_evals={max_evals!r}: give at least 1 evaluation.")
     x = as_lgb_frame(features)
     if x.shape[1] == 0:
         raise DataContractError("features have no columns: nothing to train on.")

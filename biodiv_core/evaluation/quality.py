@@ -1,4 +1,4 @@
-"""Issue-7 quality numbers for the train and score stages, behind two calls.
+"""Quality numbers beyond the seed's metrics for the train and score stages, behind two calls.
 
 - :func:`cv_quality` (train stage, after tuning): out-of-fold predictions of the training rows with the
   best parameters under random and spatial folds -> ``roc_auc_random_cv``, ``roc_auc_spatial_cv``, the
@@ -21,31 +21,21 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from biodiv_core.baseline import baseline_oof, baseline_scores
 from biodiv_core.errors import BiodivError, DataContractError
-from biodiv_core.explain import explain_model, plot_calibration
-from biodiv_core.spatial_cv import (
-    SPATIAL_STRATEGIES,
+from biodiv_core.evaluation.baseline import baseline_oof, baseline_scores
+from biodiv_core.evaluation.explain import explain_model, plot_calibration
+from biodiv_core.run_settings import DEFAULTS, SPATIAL_STRATEGIES
+from biodiv_core.training.model import as_target, lightgbm_fit_predict, predict_proba
+from biodiv_core.training.spatial_cv import (
     has_coordinates,
     make_folds,
     out_of_fold_predictions,
     validate_strategy,
 )
-from biodiv_core.thresholds import best_tss_threshold, calibration_table, threshold_metrics
+from biodiv_core.training.thresholds import best_tss_threshold, calibration_table, threshold_metrics
 
 CV_QUALITY_FILE = "cv_quality.json"
-DEFAULT_CV_STRATEGY = "random"
-DEFAULT_BLOCK_SIZE_KM = 20.0
 DEFAULT_THRESHOLD = 0.5
-
-
-def _fit_predict(params: dict, num_threads: int):
-    from biodiv_core.model import fit_model, predict_proba
-
-    def fit_predict(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
-        return predict_proba(fit_model(X_train, y_train, params, num_threads), X_test)
-
-    return fit_predict
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -56,9 +46,9 @@ def training_folds(
     features: pd.DataFrame,
     targets,
     coords: pd.DataFrame | None,
-    cv_strategy: str = DEFAULT_CV_STRATEGY,
-    n_folds: int = 5,
-    block_size_km: float = DEFAULT_BLOCK_SIZE_KM,
+    cv_strategy: str = DEFAULTS.cv_strategy,
+    n_folds: int = DEFAULTS.n_folds,
+    block_size_km: float = DEFAULTS.block_size_km,
     seed: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds of ``cv_strategy`` for rows of ``features``; ``coords`` aligned by index (gbifid) or None."""
@@ -85,9 +75,9 @@ def cv_quality(
     coords: pd.DataFrame | None,
     params: dict,
     *,
-    cv_strategy: str = DEFAULT_CV_STRATEGY,
-    n_folds: int = 5,
-    block_size_km: float = DEFAULT_BLOCK_SIZE_KM,
+    cv_strategy: str = DEFAULTS.cv_strategy,
+    n_folds: int = DEFAULTS.n_folds,
+    block_size_km: float = DEFAULTS.block_size_km,
     seed: int = 0,
     num_threads: int = 1,
     baseline: bool = True,
@@ -97,9 +87,9 @@ def cv_quality(
     The spatial score uses ``cv_strategy`` when it is spatial, else ``spatial_blocks``; it is None when
     there are no coordinates or the blocks cannot make valid folds (``spatial_cv_error`` says why).
     """
-    y = np.asarray(targets).astype(int).ravel()
+    y = as_target(targets)
     frame = _aligned_coords(features, coords)
-    fit_predict = _fit_predict(params, num_threads)
+    fit_predict = lightgbm_fit_predict(params, num_threads)
     out: dict = {"cv_strategy": validate_strategy(cv_strategy), "n_folds": n_folds, "block_size_km": block_size_km}
 
     random_folds = make_folds(frame, y, "random", n_folds, block_size_km, seed)
@@ -142,7 +132,7 @@ def write_cv_quality(folder: str | os.PathLike, quality: dict) -> Path:
 
 
 def read_cv_quality(folder: str | os.PathLike) -> dict:
-    """``cv_quality.json`` of a best-parameters folder, or {} for folders written before issue 7."""
+    """``cv_quality.json`` of a best-parameters folder, or {} for folders written before it existed."""
     path = Path(folder) / CV_QUALITY_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -166,17 +156,15 @@ def held_out_quality(
     n_top: int = 5,
     seed: int = 0,
 ) -> dict:
-    """Held-out issue-7 metrics of a fitted ``model``; writes ``calibration_curve.png`` and explanations.
+    """Held-out quality metrics of a fitted ``model``; writes ``calibration_curve.png`` and explanations.
 
     Returns flat JSON-able keys: threshold, tss, kappa, sensitivity, specificity, brier, boyce,
     baseline_roc_auc, lift, top_features, the cv numbers passed in ``cv`` and ``images`` (paths relative to
     ``output``).
     """
-    from biodiv_core.explain import predict_probability
-
     output = Path(output)
-    y_test = np.asarray(y_test).astype(int).ravel()
-    probability = predict_probability(model, x_test)
+    y_test = as_target(y_test)
+    probability = predict_proba(model, x_test)
     metrics = threshold_metrics(y_test, probability, threshold)
     roc_auc = metrics.pop("roc_auc")
     out = {**metrics}

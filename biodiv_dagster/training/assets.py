@@ -16,17 +16,23 @@ import dagster as dg
 from biodiv_core import settings
 from biodiv_core.errors import BiodivError
 from biodiv_core.naming import features_asset_name, species_asset_name
-from biodiv_dagster.config import TrainingConfig
+from biodiv_core.step_args import DeployArgs, PrepArgs, ScoreArgs, StepArgs, TrainArgs
 from biodiv_dagster.correlation import correlation_id
 from biodiv_dagster.data_versions import data_version_string
-from biodiv_dagster.launcher import StepLauncher, StepSpec
+from biodiv_dagster.launcher.base import StepLauncher, with_metadata
+from biodiv_dagster.launcher.spec import StepSpec
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
 from biodiv_dagster.retry import STEP_RETRY_POLICY
-from biodiv_dagster.sync import resolve_names
+from biodiv_dagster.training.config import TrainingConfig
+from biodiv_dagster.training.sync import resolve_names
 
 GROUP = "biodiv"
 OWNERS = ["team:biodiv"]
 PARAMS_CONFIG_FILE = "lgbm_params.yml"
+# What every training asset shares: partitioned by site x species, retried on transient errors, grouped.
+STEP_ASSET: dict[str, Any] = dict(
+    partitions_def=site_species_partitions, retry_policy=STEP_RETRY_POLICY, group_name=GROUP, owners=OWNERS
+)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -69,21 +75,13 @@ def _value(metadata: Mapping[str, Any], key: str, default: Any = None) -> Any:
 
 
 def _with(result: dg.MaterializeResult, extra: Mapping[str, Any], checks=(), data_version=None) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        asset_key=result.asset_key,
-        metadata={**(result.metadata or {}), **extra},
-        check_results=[*(result.check_results or []), *checks],
-        data_version=data_version or result.data_version,
-        tags=result.tags,
-    )
+    return with_metadata(result, {**(result.metadata or {}), **extra}, checks, data_version)
 
 
-def _common(context: dg.AssetExecutionContext, site: str, species: str, cid: str) -> dict[str, Any]:
+def _common(args: StepArgs) -> dict[str, Any]:
     return {
-        "site": dg.MetadataValue.text(site),
-        "species": dg.MetadataValue.text(species),
-        "partition": dg.MetadataValue.text(str(context.partition_key)),
-        "correlation_id": dg.MetadataValue.text(cid),
+        **{key: dg.MetadataValue.text(value) for key, value in args.context().items()},
+        "correlation_id": dg.MetadataValue.text(str(args.correlation_id)),
     }
 
 
@@ -98,9 +96,32 @@ def _mlflow_links(result: dg.MaterializeResult) -> dict[str, Any]:
     return {"mlflow_tracking_uri": dg.MetadataValue.text(uri)}
 
 
-def _run(launcher: StepLauncher, context: dg.AssetExecutionContext, spec: StepSpec) -> list[dg.MaterializeResult]:
+def _launch(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    step_launcher: StepLauncher,
+    args_type: type[StepArgs],
+    **values: Any,
+) -> tuple[StepArgs, list[dg.MaterializeResult]]:
+    """Build the step's arguments (partition, run settings, upstream and output locations, ``values``); run it."""
+    site_slug, species_slug, site, species = partition_names(context)
+    inputs = {name: upstream_path(context, asset) for name, asset in args_type.upstream_assets().items()}
+    outputs = {
+        name: step_launcher.output_location(asset, site_slug, species_slug, context.run_id)
+        for name, asset in args_type.asset_keys().items()
+    }
     try:
-        return launcher.launch(context, spec)
+        args = args_type.from_settings(
+            config.settings(),
+            site=site,
+            species=species,
+            partition=str(context.partition_key),
+            correlation_id=correlation_id(context),
+            **inputs,
+            **outputs,
+            **values,
+        )
+        return args, step_launcher.launch(context, StepSpec(args))
     except BiodivError as exc:  # bad config/data found before the step ran: no traceback in the UI
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
@@ -109,10 +130,7 @@ def _run(launcher: StepLauncher, context: dg.AssetExecutionContext, spec: StepSp
 
 
 @dg.asset(
-    partitions_def=site_species_partitions,
-    retry_policy=STEP_RETRY_POLICY,
-    group_name=GROUP,
-    owners=OWNERS,
+    **STEP_ASSET,
     kinds={"python", "parquet"},
     description="Features and PRESENT/ABSENT targets of one species at one site, joined on gbifid (step `prep`).",
     check_specs=[
@@ -130,41 +148,40 @@ def _run(launcher: StepLauncher, context: dg.AssetExecutionContext, spec: StepSp
 def prepared_data(
     context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
 ) -> dg.MaterializeResult:
-    site_slug, species_slug, site, species = partition_names(context)
-    cid = correlation_id(context)
+    site_slug = partition_names(context)[0]
+    n_folds = config.settings().n_folds
     try:
         features, features_version = step_launcher.data_input(features_asset_name(site_slug))
         gold, species_version = step_launcher.data_input(species_asset_name(site_slug))
     except BiodivError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     versions = {features_asset_name(site_slug): features_version, species_asset_name(site_slug): species_version}
-    spec = StepSpec(
-        step="prep",
-        inputs={"features": features, "species-dir": gold},
-        outputs={"output": step_launcher.output_location("prepared_data", site_slug, species_slug, context.run_id)},
-        # Too few rows of a class for the folds fails prep itself: no output, nothing downstream (issue 6).
-        params={"species": species, "site": site, "min-rows-per-class": config.n_folds},
-        asset_keys={"output": "prepared_data"},
-        correlation_id=cid,
+    # Too few rows of a class for the folds fails prep itself: no output, nothing downstream.
+    args, [result] = _launch(
+        context,
+        config,
+        step_launcher,
+        PrepArgs,
+        features=features,
+        species_dir=gold,
+        min_rows_per_class=n_folds,
     )
-    [result] = _run(step_launcher, context, spec)
     metadata = result.metadata or {}
     n_present, n_absent = int(_value(metadata, "n_present", 0)), int(_value(metadata, "n_absent", 0))
     duplicates = int(_value(metadata, "duplicate_ids", 0))
     checks = [
         dg.AssetCheckResult(
             check_name="enough_rows_per_class",
-            passed=min(n_present, n_absent) >= config.n_folds,
-            metadata={"n_present": n_present, "n_absent": n_absent, "n_folds": config.n_folds},
-            description=f"smallest class has {min(n_present, n_absent)} rows; {config.n_folds} folds need "
-            f"at least {config.n_folds}",
+            passed=min(n_present, n_absent) >= n_folds,
+            metadata={"n_present": n_present, "n_absent": n_absent, "n_folds": n_folds},
+            description=f"smallest class has {min(n_present, n_absent)} rows; {n_folds} folds need at least {n_folds}",
         ),
         dg.AssetCheckResult(
             check_name="no_duplicate_ids", passed=duplicates == 0, metadata={"duplicate_ids": duplicates}
         ),
     ]
     extra = {
-        **_common(context, site, species, cid),
+        **_common(args),
         "input_data_versions": dg.MetadataValue.json(versions),
         "features_input": dg.MetadataValue.path(features),
         "species_input": dg.MetadataValue.path(gold),
@@ -199,47 +216,24 @@ def prepared_data(
 def best_parameters_and_split(
     context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
 ) -> Iterator[dg.MaterializeResult]:
-    site_slug, species_slug, site, species = partition_names(context)
-    cid = correlation_id(context)
-    config.checked()
-    params_config = settings.config_dir() / PARAMS_CONFIG_FILE
-    spec = StepSpec(
-        step="train",
-        inputs={"prepared": upstream_path(context, "prepared_data"), "params-config": str(params_config)},
-        outputs={
-            "best-parameters": step_launcher.output_location(
-                "best_parameters", site_slug, species_slug, context.run_id
-            ),
-            "split": step_launcher.output_location("train_test_split", site_slug, species_slug, context.run_id),
-        },
-        params={
-            "n-folds": config.n_folds,
-            "max-evals": config.max_evals,
-            "seed": config.seed,
-            "num-threads": config.threads(),
-            "cv-strategy": config.cv_strategy,
-            "block-size-km": config.block_size_km,
-        },
-        asset_keys={"best-parameters": "best_parameters", "split": "train_test_split"},
-        correlation_id=cid,
+    args, results = _launch(
+        context,
+        config,
+        step_launcher,
+        TrainArgs,
+        params_config=str(settings.config_dir() / PARAMS_CONFIG_FILE),
     )
     run_settings = {
-        "max_evals": dg.MetadataValue.int(config.max_evals),
-        "n_folds": dg.MetadataValue.int(config.n_folds),
-        "seed": dg.MetadataValue.int(config.seed),
-        "num_threads": dg.MetadataValue.int(config.threads()),
+        key: dg.MetadataValue.int(getattr(args, key)) for key in ("max_evals", "n_folds", "seed", "num_threads")
     }
-    for result in _run(step_launcher, context, spec):
-        yield _with(result, {**_common(context, site, species, cid), **run_settings, **_mlflow_links(result)})
+    for result in results:
+        yield _with(result, {**_common(args), **run_settings, **_mlflow_links(result)})
 
 
 @dg.asset(
-    partitions_def=site_species_partitions,
-    retry_policy=STEP_RETRY_POLICY,
-    group_name=GROUP,
-    owners=OWNERS,
+    **STEP_ASSET,
     kinds={"python", "lightgbm", "mlflow"},
-    deps=["best_parameters", "train_test_split"],
+    deps=list(ScoreArgs.upstream_assets().values()),
     description="Held-out ROC-AUC, accuracy, per-class report and confusion matrix of the tuned model (step `score`).",
     check_specs=[
         dg.AssetCheckSpec(
@@ -252,20 +246,7 @@ def best_parameters_and_split(
 def scores(
     context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
 ) -> dg.MaterializeResult:
-    site_slug, species_slug, site, species = partition_names(context)
-    cid = correlation_id(context)
-    spec = StepSpec(
-        step="score",
-        inputs={
-            "best-parameters": upstream_path(context, "best_parameters"),
-            "split": upstream_path(context, "train_test_split"),
-        },
-        outputs={"output": step_launcher.output_location("scores", site_slug, species_slug, context.run_id)},
-        params={"num-threads": config.threads()},
-        asset_keys={"output": "scores"},
-        correlation_id=cid,
-    )
-    [result] = _run(step_launcher, context, spec)
+    args, [result] = _launch(context, config, step_launcher, ScoreArgs)
     roc_auc = _value(result.metadata or {}, "roc_auc")
     check = dg.AssetCheckResult(
         check_name="roc_auc_above_floor",
@@ -273,37 +254,21 @@ def scores(
         metadata={"roc_auc": float(roc_auc) if roc_auc is not None else -1.0, "auc_floor": config.auc_floor},
         description=f"ROC-AUC {roc_auc} vs floor {config.auc_floor}",
     )
-    return _with(result, {**_common(context, site, species, cid), **_mlflow_links(result)}, [check])
+    return _with(result, {**_common(args), **_mlflow_links(result)}, [check])
 
 
 @dg.asset(
-    partitions_def=site_species_partitions,
-    retry_policy=STEP_RETRY_POLICY,
-    group_name=GROUP,
-    owners=OWNERS,
+    **STEP_ASSET,
     kinds={"python", "lightgbm", "mlflow"},
-    deps=["prepared_data", "best_parameters"],
+    deps=list(DeployArgs.upstream_assets().values()),
     description="MLflow model `lgbm_gbif_model` fit on all prepared data with the best parameters "
     "(step `train_to_deploy`); registered and deployed by the registration sensor.",
 )
 def deployable_model(
     context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
 ) -> dg.MaterializeResult:
-    site_slug, species_slug, site, species = partition_names(context)
-    cid = correlation_id(context)
-    spec = StepSpec(
-        step="train_to_deploy",
-        inputs={
-            "prepared": upstream_path(context, "prepared_data"),
-            "best-parameters": upstream_path(context, "best_parameters"),
-        },
-        outputs={"output": step_launcher.output_location("deployable_model", site_slug, species_slug, context.run_id)},
-        params={"num-threads": config.threads()},
-        asset_keys={"output": "deployable_model"},
-        correlation_id=cid,
-    )
-    [result] = _run(step_launcher, context, spec)
-    extra = {**_common(context, site, species, cid), **_mlflow_links(result)}
+    args, [result] = _launch(context, config, step_launcher, DeployArgs)
+    extra = {**_common(args), **_mlflow_links(result)}
     model_path = _value(result.metadata or {}, "model_path")
     if model_path:
         # The step saw its own (maybe mounted) folder; the URI must name the canonical location.

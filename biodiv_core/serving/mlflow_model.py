@@ -90,9 +90,3 @@ def write_metadata(output_dir: str | os.PathLike, run_id: str, **extra) -> dict:
     }
     (Path(output_dir) / METADATA_FILE).write_text(json.dumps(data, indent=2) + "\n")
     return data
-
-
-def load_pyfunc(path: str | os.PathLike):
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(os.fspath(path))

@@ -66,7 +66,7 @@ def read_name_column(path: Path, column: str) -> list[str]:
 
 def plan_sync(config_dir: Path | None = None, data_root: Path | None = None) -> SyncPlan:
     """Configured sites and species that have data (slug -> name); the rest are listed in ``skipped``."""
-    from biodiv_core import datastore
+    from biodiv_core.data import datastore
 
     config_dir = config_dir or settings.config_dir()
     root = data_root or settings.data_root()

@@ -14,10 +14,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import numpy as np
 import pandas as pd
 
 from biodiv_core.errors import ConfigError, DataContractError, NotFoundError
+from biodiv_core.training.model import predict_proba
 
 DEFAULT_THRESHOLD = 0.5
 ID_COLUMN = "gbifid"
@@ -68,30 +68,6 @@ def validate_threshold(threshold: float) -> float:
     return float(threshold)
 
 
-def feature_names(model) -> list[str]:
-    names = model.feature_name() if hasattr(model, "feature_name") else list(model.feature_name_)
-    return [str(name) for name in names]
-
-
-def predict_probability(model, features: pd.DataFrame) -> np.ndarray:
-    """Probability of the positive class (PRESENT) for each row, in input order."""
-    columns = feature_names(model)
-    missing = [name for name in columns if name not in features.columns]
-    if missing:
-        raise DataContractError(
-            f"The features are missing column(s) {missing} that the model was trained on; "
-            f"give a table with columns {columns} (and {ID_COLUMN})."
-        )
-    frame = features[columns].copy()
-    # Strings become categories, as in training; LightGBM maps them onto the training categories.
-    for name in frame.columns:
-        if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
-            frame[name] = frame[name].astype("category")
-    if hasattr(model, "predict_proba"):
-        return np.asarray(model.predict_proba(frame))[:, 1]
-    return np.asarray(model.predict(frame), dtype=float)
-
-
 def score_features(model, features: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Predictions for ``features`` (must hold ``gbifid``): gbifid, probability, predicted_class."""
     threshold = validate_threshold(threshold)
@@ -100,7 +76,7 @@ def score_features(model, features: pd.DataFrame, threshold: float = DEFAULT_THR
             f"The features have no {ID_COLUMN!r} column (columns: {list(features.columns)[:10]}): "
             "add the GBIF occurrence id so predictions can be joined back."
         )
-    probability = predict_probability(model, features)
+    probability = predict_proba(model, features)
     return pd.DataFrame(
         {
             ID_COLUMN: features[ID_COLUMN].to_numpy(),
@@ -128,7 +104,7 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
 
     ``threshold`` None means the model's own (MLmodel metadata) or 0.5. Returns a JSON-able summary.
     """
-    from biodiv_core.datastore import read_table
+    from biodiv_core.data.datastore import read_table
 
     output = Path(output_path)
     if output.suffix.lower() not in _OUTPUT_SUFFIXES:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.params import BINNING_PARAMS, ROUND_ALIASES
+from biodiv_core.training.params import BINNING_PARAMS, ROUND_ALIASES
 
 # Our runtime settings; never part of saved best parameters.
 RUNTIME_KEYS = ("num_threads", "nthread", "nthreads", "n_jobs", "num_thread", "verbosity", "verbose")
@@ -31,6 +31,8 @@ def as_target(targets, n_rows: int | None = None) -> np.ndarray:
             raise DataContractError(f"targets must have one column, got {list(targets.columns)}.")
         targets = targets.iloc[:, 0]
     y = np.asarray(targets)
+    if y.ndim == 2 and 1 in y.shape:
+        y = y.ravel()  # a column or row vector
     if y.ndim != 1:
         raise DataContractError(f"targets must be one-dimensional, got shape {y.shape}.")
     if n_rows is not None and len(y) != n_rows:
@@ -77,13 +79,39 @@ def fit_model(features: pd.DataFrame, targets, params: dict, num_threads: int):
     return lgb.train(params, dataset, num_boost_round=rounds or 100)
 
 
-def predict_proba(booster, features: pd.DataFrame) -> np.ndarray:
-    """Probability of PRESENT for each row (binary objective: the booster already returns probabilities)."""
+def feature_names(model) -> list[str]:
+    """The feature columns a LightGBM Booster or LGBMClassifier was trained on, in training order."""
+    return [str(name) for name in getattr(model, "booster_", model).feature_name()]
+
+
+def predict_proba(model, features: pd.DataFrame) -> np.ndarray:
+    """Probability of PRESENT for each row, in input order: the one predict function of the project.
+
+    ``model``: a LightGBM Booster (binary objective: it returns probabilities), an LGBMClassifier, or a plain
+    callable ``frame -> probabilities`` (custom scorers, tests). Columns are taken by the model's feature
+    names (extra columns ignored), strings become categories as in training, and LightGBM predicts on one
+    thread: its default (all cores) thrashes on a shared machine (DESIGN 9).
+    """
+    booster = getattr(model, "booster_", model)
+    if not hasattr(booster, "feature_name"):
+        if callable(model):
+            return np.asarray(model(features), dtype=float)
+        raise TypeError(f"Cannot get probabilities from {type(model).__name__}: pass a LightGBM model or a callable.")
     x = as_lgb_frame(features)
-    expected = booster.feature_name()
+    expected = feature_names(booster)
     missing = [c for c in expected if c not in x.columns]
     if missing:
         raise DataContractError(
-            f"features are missing column(s) {missing} the model was trained on; expected {expected}."
+            f"The features are missing column(s) {missing} that the model was trained on; "
+            f"give a table with columns {expected}."
         )
     return np.asarray(booster.predict(x[expected], num_threads=1), dtype=float)
+
+
+def lightgbm_fit_predict(params: dict, num_threads: int = 1):
+    """``fit_predict(X_train, y_train, X_test) -> probabilities`` with `fit_model` (for out-of-fold predictions)."""
+
+    def fit_predict(x_train: pd.DataFrame, y_train, x_test: pd.DataFrame) -> np.ndarray:
+        return predict_proba(fit_model(x_train, y_train, params, num_threads), x_test)
+
+    return fit_predict

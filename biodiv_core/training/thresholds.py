@@ -1,4 +1,4 @@
-"""Presence thresholds and the threshold-free metrics SDM users expect (issue 7).
+"""Presence thresholds and the threshold-free metrics SDM users expect.
 
 A probability map becomes a presence map only through a threshold. We use the one that maximises
 TSS (true skill statistic = sensitivity + specificity - 1; Allouche et al. 2006), chosen on
@@ -18,12 +18,13 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from biodiv_core.errors import DataContractError
+from biodiv_core.training.model import as_target
 
 ArrayLike = Sequence[float] | np.ndarray | pd.Series
 
 
 def _labels_and_scores(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true).astype(int).ravel()
+    y = as_target(y_true)
     p = np.asarray(y_prob, dtype=float).ravel()
     if len(y) != len(p):
         raise DataContractError(f"y_true has {len(y)} values but the probabilities have {len(p)}; they must align.")
@@ -153,7 +154,7 @@ def calibration_table(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10) ->
 
 
 def threshold_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> dict[str, float]:
-    """All issue-7 metrics of probabilities ``y_prob`` at a fixed ``threshold`` (chosen elsewhere).
+    """All threshold metrics of probabilities ``y_prob`` at a fixed ``threshold`` (chosen elsewhere).
 
     Keys: threshold, tss, kappa, sensitivity, specificity, brier, boyce, roc_auc (NaN when one class).
     """

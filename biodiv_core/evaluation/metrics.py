@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from biodiv_core.errors import DataContractError
-
-CLASS_NAMES = ("ABSENT", "PRESENT")  # label 0, label 1
-METRICS_FILE = "metrics.json"
-CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-CLASSIFICATION_REPORT_FILE = "classification_report.png"
+from biodiv_core.evaluation.outputs import CLASS_NAMES, CLASSIFICATION_REPORT_FILE, CONFUSION_MATRIX_FILE, METRICS_FILE
+from biodiv_core.evaluation.plots import plot_classification_report, plot_confusion_matrix
+from biodiv_core.training.model import as_target
 
 
 def evaluate(y_true, probabilities, threshold: float = 0.5) -> dict:
@@ -23,7 +21,7 @@ def evaluate(y_true, probabilities, threshold: float = 0.5) -> dict:
     """
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, roc_auc_score
 
-    y = np.asarray(y_true).astype(int).ravel()
+    y = as_target(y_true)
     p = np.asarray(probabilities, dtype=float).ravel()
     if len(y) != len(p):
         raise DataContractError(f"{len(y)} true labels but {len(p)} predictions: score the same rows.")
@@ -62,8 +60,6 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
 
 def write_results(metrics: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     """metrics.json + confusion-matrix and classification-report heatmaps in ``out_dir``; returns the paths."""
-    from biodiv_core.plots import plot_classification_report, plot_confusion_matrix
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {

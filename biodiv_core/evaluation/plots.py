@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from biodiv_core.evaluate import CLASS_NAMES
+from biodiv_core.evaluation.outputs import CLASS_NAMES
 
 _REPORT_ROWS = (*CLASS_NAMES, "macro avg", "weighted avg")
 _REPORT_COLUMNS = ("precision", "recall", "f1-score")

@@ -1,4 +1,4 @@
-"""What the model learned, in tables and images (issue 7).
+"""What the model learned, in tables and images.
 
 - gain importance: total loss reduction from splits on each feature (LightGBM ``importance_type="gain"``);
 - SHAP summary: mean |contribution| per feature from LightGBM's exact TreeSHAP (``pred_contrib=True``),
@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from biodiv_core.errors import DataContractError
+from biodiv_core.training.model import predict_proba
 
 
 def booster_of(model: Any):
@@ -29,22 +30,6 @@ def booster_of(model: Any):
     if not hasattr(booster, "feature_importance"):
         raise TypeError(f"Expected a lightgbm Booster or LGBMClassifier, got {type(model).__name__}.")
     return booster
-
-
-def predict_probability(model: Any, X: pd.DataFrame) -> np.ndarray:
-    """Presence probability from a Booster (binary objective), an sklearn classifier or a callable.
-
-    LightGBM predicts on one thread: its default (all cores) thrashes on a shared machine (DESIGN 9).
-    """
-    if hasattr(model, "booster_"):
-        return np.asarray(model.predict_proba(X, num_threads=1))[:, 1]
-    if hasattr(model, "predict_proba"):
-        return np.asarray(model.predict_proba(X))[:, 1]
-    if hasattr(model, "feature_importance"):
-        return np.asarray(model.predict(X, num_threads=1), dtype=float)
-    if callable(model):
-        return np.asarray(model(X), dtype=float)
-    raise TypeError(f"Cannot get probabilities from {type(model).__name__}; pass a Booster, classifier or callable.")
 
 
 def _feature_names(booster, X: pd.DataFrame | None) -> list[str]:
@@ -121,7 +106,7 @@ def partial_dependence(
         stacked[feature] = pd.Categorical(levels, categories=X[feature].cat.categories)
     else:
         stacked[feature] = np.repeat(np.asarray(grid), len(sample))
-    probability = predict_probability(model, stacked).reshape(len(grid), len(sample)).mean(axis=1)
+    probability = predict_proba(model, stacked).reshape(len(grid), len(sample)).mean(axis=1)
     return pd.DataFrame({"value": list(grid), "probability": probability})
 
 

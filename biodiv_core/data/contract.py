@@ -1,0 +1,273 @@
+"""The prep data contract: every rule features and gold data must meet, as one pure function.
+
+As the seed: drop unused columns and rows without a target, ids to integers, inner join on gbifid,
+PRESENT -> 1 / ABSENT -> 0. On top of it every way the inputs can break the contract raises a
+DataContractError that names the file, the column and the fix.
+
+Coordinates (decimallatitude/decimallongitude) never reach the features: they are returned apart
+(for spatial cross-validation and maps), aligned row by row with features and targets on gbifid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from biodiv_core.errors import DataContractError
+
+ID_COLUMN = "gbifid"
+TARGET_COLUMN = "occurrencestatus"
+COORDINATE_COLUMNS = ("decimallatitude", "decimallongitude")
+CLASSES = {"ABSENT": 0, "PRESENT": 1}
+
+
+@dataclass
+class PreparedData:
+    """Model-ready data, all indexed by gbifid in the same order.
+
+    features: one column per predictor (float32 or category); targets: int8 0/1 named ``target``;
+    coords: decimallatitude/decimallongitude when the features had them, else None.
+    """
+
+    features: pd.DataFrame
+    targets: pd.Series
+    coords: pd.DataFrame | None = None
+    stats: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _examples(values, limit: int = 5) -> str:
+    values = list(values)
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:limit])
+    return shown + (f" ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _lower_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    lowered = [str(c).strip().lower() for c in frame.columns]
+    if lowered == list(frame.columns):
+        return frame
+    seen: dict[str, str] = {}
+    for original, low in zip(frame.columns, lowered, strict=True):
+        if low in seen:
+            raise DataContractError(
+                f"{source} has columns {seen[low]!r} and {original!r}, the same name ignoring case: "
+                "drop or rename one of them."
+            )
+        seen[low] = original
+    return frame.set_axis(lowered, axis=1)
+
+
+def _require(frame: pd.DataFrame, column: str, source: str, what: str) -> None:
+    if column not in frame.columns:
+        raise DataContractError(
+            f"{source} has no {column!r} column ({what}); its columns are: {', '.join(map(str, frame.columns))}. "
+            f"Add the column (names are matched ignoring case, e.g. GBIF's {column!r} spelled any way)."
+        )
+
+
+def _ids(series: pd.Series, source: str, column: str) -> np.ndarray:
+    """gbifids as int64; integral floats and digit strings are accepted, anything else is an error."""
+    if series.isna().any():
+        raise DataContractError(
+            f"{source}: column {column!r} is empty in {int(series.isna().sum())} rows: every row needs an id; "
+            "remove those rows."
+        )
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return series.to_numpy(dtype=np.int64)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(str)
+    numbers = pd.to_numeric(series, errors="coerce")
+    bad = numbers.isna() | (numbers % 1 != 0) | (numbers.abs() >= 2**63)
+    if bad.any():
+        raise DataContractError(
+            f"{source}: column {column!r} must hold integer ids, but has {int(bad.sum())} other values, e.g. "
+            f"{_examples(pd.unique(series[bad]))}. Fix or remove those rows."
+        )
+    return numbers.to_numpy().astype(np.int64)
+
+
+def _no_duplicates(ids: np.ndarray, source: str, column: str) -> None:
+    dup = pd.Index(ids).duplicated()
+    if dup.any():
+        raise DataContractError(
+            f"{source}: column {column!r} has {int(dup.sum())} duplicate ids, e.g. {_examples(np.unique(ids[dup]))}. "
+            "Each gbifid must appear once: deduplicate the file."
+        )
+
+
+def _targets(gold: pd.DataFrame, column: str, source: str) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Drop rows without a status, map PRESENT/ABSENT (any case, surrounding spaces) to 1/0."""
+    # Normalise the few distinct values, not every row (statuses arrive as categories from read_table).
+    codes, uniques = pd.factorize(gold[column], sort=False)  # missing -> code -1
+    normalised = [str(u).strip().upper() for u in uniques]
+    unknown = [u for u, n in zip(uniques, normalised, strict=True) if n and n not in CLASSES]
+    if unknown:
+        counts = pd.Series(codes).map(dict(enumerate(map(str, uniques)))).value_counts()
+        counts = counts[counts.index.isin([str(u) for u in unknown])]
+        listed = ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(10).items())
+        raise DataContractError(
+            f"{source}: column {column!r} must hold PRESENT or ABSENT (case and spaces are ignored) but also holds "
+            f"{listed}{' ...' if len(counts) > 10 else ''}. Map those values to PRESENT/ABSENT or remove the rows."
+        )
+    # One extra slot at the end so code -1 (missing) looks up -1 too.
+    lookup = np.array([CLASSES.get(n, -1) for n in normalised] + [-1], dtype=np.int8)
+    labels = lookup[codes]
+    keep = labels >= 0
+    n_dropped = int((~keep).sum())
+    if not keep.any():
+        raise DataContractError(
+            f"{source}: column {column!r} has no values: every row needs PRESENT or ABSENT. Fill in the statuses."
+        )
+    if n_dropped:
+        gold, labels = gold[keep], labels[keep]
+    return gold, labels, n_dropped
+
+
+def _feature_frame(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
+    """Numbers to float32 (half the memory, LightGBM bins them anyway), text to category."""
+    out = {}
+    for name in columns:
+        col = frame[name]
+        if col.isna().all():
+            raise DataContractError(
+                f"{source}: feature column {name!r} has no values in the {len(col)} rows that have gold data. "
+                "Fill it in, or drop the column from the features."
+            )
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            out[name] = col.cat.remove_unused_categories()
+        elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+            out[name] = col.astype(np.float32, copy=False)
+        elif pd.api.types.is_object_dtype(col.dtype) or pd.api.types.is_string_dtype(col.dtype):
+            out[name] = col.astype(str).where(col.notna()).astype("category")
+        else:
+            raise DataContractError(
+                f"{source}: feature column {name!r} has type {col.dtype}, which is neither numeric nor text. "
+                "Convert it to numbers or categories, or drop it."
+            )
+    return pd.DataFrame(out, index=frame.index)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def prepare_dataset(
+    features: pd.DataFrame,
+    gold: pd.DataFrame,
+    *,
+    features_source: str = "features",
+    gold_source: str = "gold data",
+    id_column: str = ID_COLUMN,
+    target_column: str = TARGET_COLUMN,
+    feature_columns: Sequence[str] | None = None,
+    min_rows_per_class: int | None = None,
+) -> PreparedData:
+    """Join features with gold data and return model-ready features, targets and coordinates.
+
+    ``features``: ``id_column`` + feature columns (+ optional coordinates); ``gold``: ``id_column`` and
+    ``target_column`` (other columns are ignored). Column names are matched ignoring case.
+    ``feature_columns`` restricts the predictors (default: every other column of ``features``);
+    ``min_rows_per_class`` (e.g. the number of CV folds) is the fewest rows each class must have.
+    ``*_source`` name the inputs (file paths) in error messages.
+    """
+    id_column, target_column = id_column.lower(), target_column.lower()
+    features = _lower_columns(features, features_source)
+    gold = _lower_columns(gold, gold_source)
+    for frame, source in ((features, features_source), (gold, gold_source)):
+        if not len(frame):
+            raise DataContractError(f"{source} has no rows: give a file with data.")
+    _require(features, id_column, features_source, "the occurrence id")
+    _require(gold, id_column, gold_source, "the occurrence id")
+    _require(gold, target_column, gold_source, "PRESENT/ABSENT")
+
+    gold_rows = len(gold)
+    gold, labels, n_null_targets = _targets(gold[[id_column, target_column]], target_column, gold_source)
+    gold_ids = _ids(gold[id_column], gold_source, id_column)
+    _no_duplicates(gold_ids, gold_source, id_column)
+    feature_ids = _ids(features[id_column], features_source, id_column)
+    _no_duplicates(feature_ids, features_source, id_column)
+
+    if feature_columns is None:
+        # Never let the label (or the id) in as a predictor, nor the coordinates (they leak space).
+        excluded = {id_column, target_column, *COORDINATE_COLUMNS}
+        predictors = [c for c in features.columns if c not in excluded]
+    else:
+        predictors = [c.strip().lower() for c in feature_columns]
+        for name in predictors:
+            _require(features, name, features_source, "a requested feature")
+    if not predictors:
+        raise DataContractError(
+            f"{features_source} has no feature columns besides {id_column!r} and the coordinates: "
+            "add the environmental covariates."
+        )
+
+    # Hash join: one lookup per feature row into the (unique) gold ids; keeps the features' row order.
+    position = pd.Index(gold_ids).get_indexer(feature_ids)
+    rows = np.flatnonzero(position >= 0)
+    if not len(rows):
+        raise DataContractError(
+            f"No gbifid of {gold_source} (e.g. {_examples(gold_ids[:3])}) is in {features_source} "
+            f"(e.g. {_examples(feature_ids[:3])}): they share no rows. Check that both come from the same site "
+            "and data version."
+        )
+    index = pd.Index(feature_ids[rows], name=id_column)
+    if len(rows) == len(features):
+        # Every row joins (run_prep already kept only gold rows): relabel without copying the frame.
+        joined = features.set_axis(index, axis=0, copy=False)
+    else:
+        joined = features.iloc[rows]
+        joined.index = index
+    x = _feature_frame(joined, predictors, features_source)
+    y = pd.Series(labels[position[rows]], index=index, name="target")
+
+    counts = {name: int((y == value).sum()) for name, value in CLASSES.items()}
+    for name, n in counts.items():
+        if n == 0:
+            raise DataContractError(
+                f"After joining {gold_source} with {features_source} on {id_column!r}, all {len(y)} rows are "
+                f"{'PRESENT' if name == 'ABSENT' else 'ABSENT'}: a model needs both PRESENT and ABSENT rows. "
+                f"Add {name} records to the gold data."
+            )
+        if min_rows_per_class is not None and n < min_rows_per_class:
+            raise DataContractError(
+                f"After joining {gold_source} with {features_source}, class {name} has {n} rows, fewer than "
+                f"{min_rows_per_class} (min_rows_per_class, e.g. n_folds): add {name} records or lower n_folds."
+            )
+
+    coords = None
+    if all(c in joined.columns for c in COORDINATE_COLUMNS):
+        coords = _coordinates(joined, features_source)
+    stats = {
+        "rows": len(y),
+        "n_present": counts["PRESENT"],
+        "n_absent": counts["ABSENT"],
+        "n_features": len(predictors),
+        "features": predictors,
+        "feature_rows": len(features),
+        "gold_rows": gold_rows,
+        "dropped_null_targets": n_null_targets,
+        "gold_rows_without_features": len(gold_ids) - len(rows),
+        "duplicates": 0,
+    }
+    return PreparedData(x, y, coords, stats)
+
+
+def _coordinates(joined: pd.DataFrame, features_source: str) -> pd.DataFrame:
+    """Latitude/longitude as float64 (missing stays NaN); text that is not a number is a DataContractError."""
+    columns = {}
+    for column in COORDINATE_COLUMNS:
+        raw = joined[column].astype(object)
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = raw[values.isna() & raw.notna()]
+        if len(bad):
+            examples = ", ".join(repr(str(v)) for v in pd.unique(bad.astype(str))[:5])
+            raise DataContractError(
+                f"{features_source}: column {column!r} holds {len(bad)} values that are not numbers "
+                f"(e.g. {examples}): coordinates must be decimal degrees; fix or remove those rows."
+            )
+        columns[column] = values.astype(np.float64)
+    return pd.DataFrame(columns, index=joined.index)

@@ -1,0 +1,112 @@
+"""Prep stage (seed: "Data Preparation"): features + gold data -> model-ready features and 0/1 targets.
+
+Reads the gold rows of the features (`streaming`), applies the contract (`contract.prepare_dataset`) and
+writes the output folder atomically, so a failed prep leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.data.contract import ID_COLUMN, TARGET_COLUMN, PreparedData, prepare_dataset
+from biodiv_core.data.datastore import gold_file_in, read_table, resolve_data_path, table_files
+from biodiv_core.data.streaming import read_features
+from biodiv_core.errors import DataContractError
+from biodiv_core.step_args import PrepArgs
+
+logger = logging.getLogger(__name__)
+
+FEATURES_FILE, TARGETS_FILE, COORDS_FILE, SUMMARY_FILE = (
+    "features.parquet",
+    "targets.parquet",
+    "coords.parquet",
+    "summary.json",
+)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    # gbifid as a plain column (not pandas index metadata) so any reader, not only pandas, sees it.
+    table = pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
+    # Dictionary pages only for categories: building them for float covariates made writing 3x slower
+    # (0.23 s vs 0.07 s for 200k x 30) for files ~1.5x smaller; the output is an intermediate the next steps read once.
+    categorical = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
+    pq.write_table(table, path, use_dictionary=categorical or False)
+
+
+def run_prep(args: PrepArgs) -> dict:
+    """Prep one species: read, prepare, write ``args.output`` atomically; return the summary (also summary.json).
+
+    ``args.features``: a file or a folder of csv/parquet files (one data-asset version); ``args.species_dir``
+    the folder holding the species' gold file. Output: features.parquet (gbifid + predictors),
+    targets.parquet (gbifid, target), coords.parquet (gbifid, decimallatitude, decimallongitude; when
+    present), summary.json.
+    """
+    features_path = resolve_data_path(args.features)
+    gold_path = gold_file_in(resolve_data_path(args.species_dir), args.species)
+    feature_files = table_files(features_path)
+    logger.info("prep %s: features %s, gold %s", args.partition, features_path, gold_path)
+
+    gold = read_table(gold_path, [ID_COLUMN, TARGET_COLUMN])
+    frame, feature_rows = read_features(features_path, gold[ID_COLUMN])
+    # Name the file in error messages when there is one; a folder of parts is named as a folder.
+    features_source = (
+        str(feature_files[0]) if len(feature_files) == 1 else f"{features_path} ({len(feature_files)} files)"
+    )
+    data = prepare_dataset(
+        frame,
+        gold,
+        features_source=features_source,
+        gold_source=str(gold_path),
+        min_rows_per_class=args.min_rows_per_class,
+    )
+    data.stats["feature_rows"] = feature_rows
+    summary = {
+        **args.context(),
+        **data.stats,
+        "features_path": str(features_path),
+        "feature_files": [str(f) for f in feature_files],
+        "gold_file": str(gold_path),
+        "output": str(args.output),
+        "correlation_id": args.correlation_id,
+    }
+    with atomic_output_dir(args.output) as tmp:
+        _write_parquet(data.features, tmp / FEATURES_FILE)
+        _write_parquet(data.targets.to_frame(), tmp / TARGETS_FILE)
+        if data.coords is not None:
+            _write_parquet(data.coords, tmp / COORDS_FILE)
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info(
+        "prep %s: %d rows (%d present, %d absent), %d features -> %s",
+        args.partition,
+        summary["rows"],
+        summary["n_present"],
+        summary["n_absent"],
+        summary["n_features"],
+        args.output,
+    )
+    return summary
+
+
+def load_prepared(folder: str | os.PathLike) -> PreparedData:
+    """Read a prep output folder back: features and targets indexed by gbifid, in the same order."""
+    folder = Path(folder)
+    for name in (FEATURES_FILE, TARGETS_FILE):
+        if not (folder / name).is_file():
+            raise DataContractError(f"{folder} has no {name}: pass the output folder of the prep step.")
+    features = pd.read_parquet(folder / FEATURES_FILE).set_index(ID_COLUMN)
+    targets = pd.read_parquet(folder / TARGETS_FILE).set_index(ID_COLUMN)["target"]
+    coords = pd.read_parquet(folder / COORDS_FILE).set_index(ID_COLUMN) if (folder / COORDS_FILE).is_file() else None
+    if not features.index.equals(targets.index):
+        raise DataContractError(
+            f"{folder}: features.parquet and targets.parquet are not aligned on gbifid; rerun prep."
+        )
+    stats = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
+    return PreparedData(features, targets, coords, stats)

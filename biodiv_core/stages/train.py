@@ -1,0 +1,116 @@
+"""Stage `train`: split the prepared data, tune LightGBM on the training part (hyperopt TPE over k-fold CV).
+
+Writes best_parameters.json, trials.json and cv_quality.json (random vs spatial CV AUC, the TSS threshold)
+into the best-parameters folder and x/y train/test parquet files into the split folder, both atomically;
+one MLflow run tagged with the partition and the correlation id.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from biodiv_core import tracking
+from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.data.prep import load_prepared
+from biodiv_core.data.split import split_train_test
+from biodiv_core.evaluation.quality import cv_quality, training_folds, write_cv_quality
+from biodiv_core.stages.common import (
+    BEST_PARAMETERS_FILE,
+    SPLIT_FILES,
+    TARGET_COLUMN,
+    TRIALS_FILE,
+    step_summary,
+    write_frame,
+)
+from biodiv_core.step_args import TrainArgs
+from biodiv_core.training.params import load_params
+from biodiv_core.training.tuning import tune
+
+logger = logging.getLogger(__name__)
+TEST_SIZE = 0.2
+
+
+def run_train(args: TrainArgs) -> dict:
+    """Split (stratified, seeded) and tune; ``args.cv_strategy`` picks the tuning folds."""
+    config = load_params(args.params_config)  # fail on a bad config before reading data
+    data = load_prepared(Path(args.prepared))
+    split = split_train_test(data.features, data.targets, test_size=TEST_SIZE, seed=args.seed)
+    logger.info(
+        "train %s: %d train / %d test rows, %d folds, %d evaluations, %d threads",
+        args.partition,
+        len(split.x_train),
+        len(split.x_test),
+        args.n_folds,
+        args.max_evals,
+        args.num_threads,
+    )
+    with tracking.step_run(args) as run:
+        tracking.log_params(
+            {k: getattr(args, k) for k in ("n_folds", "max_evals", "seed", "num_threads", "cv_strategy")}
+            | {"block_size_km": args.block_size_km, "train_rows": len(split.x_train), "test_rows": len(split.x_test)}
+        )
+        folds = None
+        if args.cv_strategy != "random":
+            folds = training_folds(
+                split.x_train, split.y_train, data.coords, args.cv_strategy, args.n_folds, args.block_size_km, args.seed
+            )
+        result = tune(
+            split.x_train,
+            split.y_train,
+            config,
+            n_folds=args.n_folds,
+            max_evals=args.max_evals,
+            seed=args.seed,
+            num_threads=args.num_threads,
+            on_trial=tracking.log_trial,
+            folds=folds,
+        )
+        tracking.log_params(result.best_params, prefix="best_")
+        tracking.log_metrics({"best_cv_auc": result.best_cv_auc})
+        quality = cv_quality(
+            split.x_train,
+            split.y_train,
+            data.coords,
+            result.best_params,
+            cv_strategy=args.cv_strategy,
+            n_folds=args.n_folds,
+            block_size_km=args.block_size_km,
+            seed=args.seed,
+            num_threads=args.num_threads,
+        )
+        tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
+        with atomic_output_dir(args.best_parameters) as best_tmp, atomic_output_dir(args.split) as split_tmp:
+            (best_tmp / BEST_PARAMETERS_FILE).write_text(json.dumps(result.best_params, indent=2) + "\n")
+            (best_tmp / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2) + "\n")
+            write_cv_quality(best_tmp, quality)
+            frames = (
+                split.x_train,
+                split.x_test,
+                split.y_train.to_frame(TARGET_COLUMN),
+                split.y_test.to_frame(TARGET_COLUMN),
+            )
+            for name, frame in zip(SPLIT_FILES, frames, strict=True):
+                write_frame(frame, split_tmp / name)
+            tracking.log_artifact(best_tmp / BEST_PARAMETERS_FILE)
+            tracking.log_artifact(best_tmp / TRIALS_FILE)
+        run_id = run.info.run_id
+    logger.info(
+        "train: best CV AUC %.4f after %d trials -> %s", result.best_cv_auc, len(result.trials), args.best_parameters
+    )
+    return step_summary(
+        args,
+        run_id,
+        best_parameters=result.best_params,
+        best_cv_auc=result.best_cv_auc,
+        trials=[{"trial": t["trial"], "loss": t["loss"], "auc": t["auc"]} for t in result.trials],
+        train_rows=len(split.x_train),
+        test_rows=len(split.x_test),
+        n_folds=args.n_folds,
+        max_evals=args.max_evals,
+        seed=args.seed,
+        num_threads=args.num_threads,
+        cv_quality=quality,
+        **{k: quality.get(k) for k in ("cv_strategy", "threshold", "roc_auc_random_cv", "roc_auc_spatial_cv")},
+        best_parameters_path=str(args.best_parameters),
+        split_path=str(args.split),
+    )
