@@ -93,6 +93,12 @@ class RunSettings:
         choices=CV_STRATEGIES,
     )
     block_size_km: float = setting(20.0, "block size of the spatial folds, km", above=0.0)
+    features_version: int | None = setting(
+        None, "version of <site>-training-features to train on (unset: the latest)", minimum=1, fix="use e.g. 1"
+    )
+    species_version: int | None = setting(
+        None, "version of <site>-training-species to train on (unset: the latest)", minimum=1, fix="use e.g. 1"
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

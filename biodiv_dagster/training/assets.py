@@ -149,10 +149,11 @@ def prepared_data(
     context: dg.AssetExecutionContext, config: TrainingConfig, step_launcher: StepLauncher
 ) -> dg.MaterializeResult:
     site_slug = partition_names(context)[0]
-    n_folds = config.settings().n_folds
+    run = config.settings()
+    n_folds = run.n_folds
     try:
-        features, features_version = step_launcher.data_input(features_asset_name(site_slug))
-        gold, species_version = step_launcher.data_input(species_asset_name(site_slug))
+        features, features_version = step_launcher.data_input(features_asset_name(site_slug), run.features_version)
+        gold, species_version = step_launcher.data_input(species_asset_name(site_slug), run.species_version)
     except BiodivError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     versions = {features_asset_name(site_slug): features_version, species_asset_name(site_slug): species_version}

@@ -132,3 +132,27 @@ def test_correlation_id_prefers_tag_then_backfill_then_run():
     assert correlation_id_from_tags({"correlation_id": "c", "dagster/backfill": "b"}, "r") == "c"
     assert correlation_id_from_tags({"dagster/backfill": "b"}, "r") == "b"
     assert correlation_id_from_tags({}, "r") == "r"
+
+
+def test_a_run_can_pin_the_data_versions_it_trains_on(data, monkeypatch):
+    generate_datastore(data, sites=["everglades"], species=["Cygnus buccinator"], rows=300, seed=4, version=2)
+    instance = get_instance()
+    add_partition(instance, "everglades", "Cygnus buccinator")
+    features, species = "everglades-training-features", "everglades-training-species"
+    _materialize(instance, ["prepared_data"])
+    assert _latest(instance, "prepared_data")["input_data_versions"] == {features: 2, species: 2}  # the latest
+    pinned = dg.materialize(
+        training_assets,
+        selection=["prepared_data"],
+        instance=instance,
+        partition_key=PARTITION,
+        resources={"step_launcher": LocalStepLauncher()},
+        run_config=training_run_config(["prepared_data"], **TINY, features_version=1, species_version=1),
+    )
+    assert pinned.success
+    prepared = _latest(instance, "prepared_data")
+    assert prepared["input_data_versions"] == {features: 1, species: 1}
+    assert prepared["rows"] == 400  # version 1 has 500 points (400 labelled), version 2 has 300
+    monkeypatch.setenv("BIODIV_SPECIES_VERSION", "3")  # the environment pins too, and a missing version is clear
+    with pytest.raises(dg.Failure, match="Version 3"):
+        _materialize(instance, ["prepared_data"])
