@@ -32,6 +32,7 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "max_job_retries": ("AZUREML_MAX_JOB_RETRIES", "2"),
     "retry_delay_seconds": ("AZUREML_RETRY_DELAY_SECONDS", "60"),
     "job_identity_client_id": ("AZUREML_JOB_IDENTITY_CLIENT_ID", ""),
+    "endpoint_namespace": ("BIODIV_ENDPOINT_NAMESPACE", ""),
 }
 
 
@@ -65,6 +66,11 @@ class AzureMLSettings(dg.ConfigurableResource):
         default="",
         description="Client id of the user-assigned identity the jobs' DefaultAzureCredential uses (AZURE_CLIENT_ID "
         "in the job); empty: the compute's DEFAULT_IDENTITY_CLIENT_ID, else its system-assigned identity.",
+    )
+    endpoint_namespace: str = Field(
+        default="",
+        description="Hashed into batch endpoint names (unique per Azure region); empty: the workspace "
+        "(subscription/resource group/workspace).",
     )
 
     @classmethod
@@ -100,6 +106,10 @@ class AzureMLSettings(dg.ConfigurableResource):
     def job_identity_env(self) -> dict[str, str]:
         """AZURE_CLIENT_ID for the job's DefaultAzureCredential when a user-assigned identity is configured."""
         return {"AZURE_CLIENT_ID": self.job_identity_client_id} if self.job_identity_client_id else {}
+
+    def endpoint_namespace_key(self) -> str:
+        """What makes this workspace's endpoint names unique in the region (`naming.endpoint_name` hashes it)."""
+        return self.endpoint_namespace or f"{self.subscription_id}/{self.resource_group}/{self.workspace}"
 
 
 def make_ml_client(settings: AzureMLSettings):

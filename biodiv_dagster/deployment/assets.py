@@ -149,7 +149,8 @@ def batch_deployment(
         min_lift=quality_gate.min_lift,
     )
     site, species = _display_names(context.instance, partition)
-    endpoint_name = naming.endpoint_name(site, species)
+    # A backend may qualify the name (AzureML: the workspace goes into it, names are unique per region).
+    endpoint_name = getattr(deployment_backend.backend(), "endpoint_name", naming.endpoint_name)(site, species)
     metadata: dict[str, object] = {
         "model_name": name,
         "candidate_version": candidate,
