@@ -33,6 +33,7 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "retry_delay_seconds": ("AZUREML_RETRY_DELAY_SECONDS", "60"),
     "job_identity_client_id": ("AZUREML_JOB_IDENTITY_CLIENT_ID", ""),
     "endpoint_namespace": ("BIODIV_ENDPOINT_NAMESPACE", ""),
+    "batch_error_threshold": ("AZUREML_BATCH_ERROR_THRESHOLD", "0"),
 }
 
 
@@ -71,6 +72,11 @@ class AzureMLSettings(dg.ConfigurableResource):
         default="",
         description="Hashed into batch endpoint names (unique per Azure region); empty: the workspace "
         "(subscription/resource group/workspace).",
+    )
+    batch_error_threshold: int = Field(
+        default=0,
+        ge=-1,
+        description="Failed files a batch scoring job tolerates (0: the first failure fails the job; -1: ignore all).",
     )
 
     @classmethod

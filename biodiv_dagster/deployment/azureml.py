@@ -6,7 +6,7 @@
 - endpoint_name: `biodiv_core.naming.endpoint_name` with the workspace (or `BIODIV_ENDPOINT_NAMESPACE`) in the
   hash, since batch endpoint names are unique per Azure region, not per workspace.
 - deploy: create the partition's `BatchEndpoint` if missing, create a `ModelBatchDeployment` ``v<version>`` with
-  explicit settings if missing (or if its model differs), and make it the endpoint's default.
+  explicit settings if missing (or if its model or error threshold differ), and make it the endpoint's default.
   Each write happens only when something changes, so a retried run is a no-op.
 - deployed_version: the model version behind the default deployment of the endpoint tagged with the model
   (an endpoint named as today first; one named before the namespace went into the names still counts).
@@ -179,7 +179,12 @@ class AzureMLBackend:
         model_ref = f"azureml:{name}:{version}"
         existing = {d.name: d for d in self.client.batch_deployments.list(endpoint_name=endpoint_name)}
         current = existing.get(dep_name)
-        if current is None or _model_version(current.model) != (name, str(version)):
+        error_threshold = int(self.settings.batch_error_threshold)
+        if (
+            current is None
+            or _model_version(current.model) != (name, str(version))
+            or getattr(current, "error_threshold", error_threshold) != error_threshold
+        ):
             deployment = ModelBatchDeployment(
                 name=dep_name,
                 endpoint_name=endpoint_name,
@@ -194,7 +199,7 @@ class AzureMLBackend:
                     output_action=BatchDeploymentOutputAction.APPEND_ROW,
                     output_file_name=OUTPUT_FILE_NAME,
                     retry_settings=BatchRetrySettings(max_retries=MAX_RETRIES, timeout=RETRY_TIMEOUT_SECONDS),
-                    error_threshold=-1,
+                    error_threshold=error_threshold,  # 0: a failed file fails the job (-1 ignored them all)
                     logging_level="info",
                 ),
             )
