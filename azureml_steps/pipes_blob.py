@@ -7,7 +7,9 @@ dagster_pipes keeps its default file/env channel.
 
 The storage account comes from the job's environment (set by the launcher):
 BIODIV_PIPES_BLOB_CONNECTION_STRING (Azurite, key-based accounts) or BIODIV_PIPES_BLOB_ACCOUNT_URL
-reached with DefaultAzureCredential (the compute's managed identity).
+reached with DefaultAzureCredential (the compute's managed identity). A user-assigned identity is picked by
+its client id: AZURE_CLIENT_ID (the launcher sets it from AZUREML_JOB_IDENTITY_CLIENT_ID), else the
+DEFAULT_IDENTITY_CLIENT_ID AzureML compute sets; with neither, the system-assigned identity.
 """
 
 import os
@@ -39,9 +41,17 @@ def blob_service_client():
             "The job was started with a Blob Pipes channel but neither BIODIV_PIPES_BLOB_CONNECTION_STRING nor "
             "BIODIV_PIPES_BLOB_ACCOUNT_URL is set: see README 'Run on Azure ML'."
         )
+    return BlobServiceClient(account_url, credential=credential())
+
+
+def credential():
+    """DefaultAzureCredential for the job's identity (AZURE_CLIENT_ID, else DEFAULT_IDENTITY_CLIENT_ID)."""
     from azure.identity import DefaultAzureCredential
 
-    return BlobServiceClient(account_url, credential=DefaultAzureCredential())
+    client_id = os.environ.get("AZURE_CLIENT_ID") or os.environ.get("DEFAULT_IDENTITY_CLIENT_ID")
+    if client_id:
+        return DefaultAzureCredential(managed_identity_client_id=client_id)
+    return DefaultAzureCredential()
 
 
 def pipes_channel_kwargs() -> dict:

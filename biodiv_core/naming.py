@@ -86,14 +86,20 @@ def model_name(site: str, species: str) -> str:
     return f"lgbm-{slugify(site, 'site')}-{slugify(species)}"
 
 
-def endpoint_name(site: str, species: str) -> str:
+def endpoint_name(site: str, species: str, namespace: str | None = None) -> str:
     """Batch endpoint name: 3..32 chars, ``^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$``, stable, collision-resistant.
 
     Readable prefix from site and species, then a hash of the full pair so that two pairs whose
-    prefixes collide after shortening still get distinct names.
+    prefixes collide after shortening still get distinct names. AzureML endpoint names are unique per
+    region, so the AzureML backend passes a ``namespace`` (its workspace, or a configured one) that goes
+    into the hash: two workspaces deploying the same pair get different names. Without a namespace
+    (the local backend) the name is the one this function has always given.
     """
     site_slug, species_slug = slugify(site, "site"), slugify(species)
-    digest = _short_hash(f"{site_slug}|{species_slug}", 8)
+    key = f"{site_slug}|{species_slug}"
+    if namespace is not None and namespace.strip():
+        key = f"{namespace.strip().lower()}|{key}"  # Azure resource names are case-insensitive
+    digest = _short_hash(key, 8)
     room = _ENDPOINT_MAX - len("b-") - len(digest) - 1  # "b-" + readable + "-" + digest
     readable = f"{site_slug[:8].strip('-')}-{species_slug}"[:room].strip("-")
     return f"b-{readable}-{digest}" if readable else f"b-{digest}"

@@ -31,6 +31,9 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "message_interval_seconds": ("BIODIV_PIPES_MESSAGE_INTERVAL", "10"),
     "max_job_retries": ("AZUREML_MAX_JOB_RETRIES", "2"),
     "retry_delay_seconds": ("AZUREML_RETRY_DELAY_SECONDS", "60"),
+    "job_identity_client_id": ("AZUREML_JOB_IDENTITY_CLIENT_ID", ""),
+    "endpoint_namespace": ("BIODIV_ENDPOINT_NAMESPACE", ""),
+    "batch_error_threshold": ("AZUREML_BATCH_ERROR_THRESHOLD", "0"),
 }
 
 
@@ -60,6 +63,21 @@ class AzureMLSettings(dg.ConfigurableResource):
     message_interval_seconds: float = Field(default=10.0, description="Seconds between Pipes message uploads.")
     max_job_retries: int = Field(default=2, description="Resubmissions of a job that failed for a transient reason.")
     retry_delay_seconds: float = Field(default=60.0, description="Wait before resubmitting after a transient failure.")
+    job_identity_client_id: str = Field(
+        default="",
+        description="Client id of the user-assigned identity the jobs' DefaultAzureCredential uses (AZURE_CLIENT_ID "
+        "in the job); empty: the compute's DEFAULT_IDENTITY_CLIENT_ID, else its system-assigned identity.",
+    )
+    endpoint_namespace: str = Field(
+        default="",
+        description="Hashed into batch endpoint names (unique per Azure region); empty: the workspace "
+        "(subscription/resource group/workspace).",
+    )
+    batch_error_threshold: int = Field(
+        default=0,
+        ge=-1,
+        description="Failed files a batch scoring job tolerates (0: the first failure fails the job; -1: ignore all).",
+    )
 
     @classmethod
     def from_env(cls, **overrides) -> "AzureMLSettings":
@@ -90,6 +108,14 @@ class AzureMLSettings(dg.ConfigurableResource):
         if self.pipes_connection_string:
             return {"BIODIV_PIPES_BLOB_CONNECTION_STRING": self.pipes_connection_string}
         return {"BIODIV_PIPES_BLOB_ACCOUNT_URL": self.pipes_account_url}
+
+    def job_identity_env(self) -> dict[str, str]:
+        """AZURE_CLIENT_ID for the job's DefaultAzureCredential when a user-assigned identity is configured."""
+        return {"AZURE_CLIENT_ID": self.job_identity_client_id} if self.job_identity_client_id else {}
+
+    def endpoint_namespace_key(self) -> str:
+        """What makes this workspace's endpoint names unique in the region (`naming.endpoint_name` hashes it)."""
+        return self.endpoint_namespace or f"{self.subscription_id}/{self.resource_group}/{self.workspace}"
 
 
 def make_ml_client(settings: AzureMLSettings):

@@ -40,7 +40,8 @@ def batch_score(args: argparse.Namespace) -> int:
             f'`biodiv run --site {args.site} --species "{args.species}"`.'
         )
     summary = score_file(backend.model_location(name, deployed.version), args.input, args.output, args.threshold)
-    summary.update(model_name=name, version=deployed.version, endpoint=naming.endpoint_name(args.site, args.species))
+    endpoint = backend.endpoint_name(args.site, args.species)
+    summary.update(model_name=name, version=deployed.version, endpoint=endpoint)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -149,7 +149,7 @@ def batch_deployment(
         min_lift=quality_gate.min_lift,
     )
     site, species = _display_names(context.instance, partition)
-    endpoint_name = naming.endpoint_name(site, species)
+    endpoint_name = deployment_backend.endpoint_name(site, species)
     metadata: dict[str, object] = {
         "model_name": name,
         "candidate_version": candidate,

@@ -3,10 +3,13 @@
 - register: the MLflow model folder the train_to_deploy step wrote on the datastore becomes
   ``Model(type="mlflow_model")`` (not `mlflow.log_model`: the AzureML tracking server rejects MLflow 3's
   logged-models API). The source URI is kept as a tag so registering it again returns the same version.
-- deploy: create the partition's `BatchEndpoint` if missing (name from `biodiv_core.naming.endpoint_name`),
-  create a `ModelBatchDeployment` ``v<version>`` with explicit settings if missing, and make it the
-  endpoint's default. Each write happens only when something changes, so a retried run is a no-op.
-- deployed_version: the model version behind the default deployment of the endpoint tagged with the model.
+- endpoint_name: `biodiv_core.naming.endpoint_name` with the workspace (or `BIODIV_ENDPOINT_NAMESPACE`) in the
+  hash, since batch endpoint names are unique per Azure region, not per workspace.
+- deploy: create the partition's `BatchEndpoint` if missing, create a `ModelBatchDeployment` ``v<version>`` with
+  explicit settings if missing (or if its model or error threshold differ), and make it the endpoint's default.
+  Each write happens only when something changes, so a retried run is a no-op.
+- deployed_version: the model version behind the default deployment of the endpoint tagged with the model
+  (an endpoint named as today first; one named before the namespace went into the names still counts).
 
 Settings (workspace, compute) come from `AzureMLSettings.from_env()`; the quality gate lives in the
 assets and is the same for every backend.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from biodiv_core import naming
 from biodiv_core.errors import NotFoundError
 from biodiv_dagster.deployment.backend import DeployedVersion, DeploymentBackend, EndpointInfo
 
@@ -38,6 +42,9 @@ class AzureMLDeploymentBackend(DeploymentBackend):
         from biodiv_dagster.azure_settings import AzureMLSettings
 
         return AzureMLBackend(AzureMLSettings.from_env())
+
+    def endpoint_name(self, site: str, species: str) -> str:
+        return self.backend().endpoint_name(site, species)
 
 
 def deployment_name(version: str) -> str:
@@ -115,6 +122,16 @@ class AzureMLBackend:
 
     # --- endpoints ----------------------------------------------------------------------------
 
+    def endpoint_name(self, site: str, species: str) -> str:
+        """The partition's batch endpoint name in this workspace (unique in the region, see the module doc)."""
+        return naming.endpoint_name(site, species, namespace=self.settings.endpoint_namespace_key())
+
+    def _named_as_today(self, endpoint: Any) -> bool:
+        tags = endpoint.tags or {}
+        return (
+            "site" in tags and "species" in tags and endpoint.name == self.endpoint_name(tags["site"], tags["species"])
+        )
+
     def _endpoint(self, endpoint_name: str):
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -127,6 +144,7 @@ class AzureMLBackend:
         from azure.core.exceptions import ResourceNotFoundError
 
         endpoints = [e for e in self.client.batch_endpoints.list() if (e.tags or {}).get(MODEL_TAG) == name]
+        endpoints.sort(key=lambda e: not self._named_as_today(e))  # older-named endpoints only as a fallback
         for endpoint in endpoints:
             default = default_deployment(endpoint)
             if not default:
@@ -166,7 +184,12 @@ class AzureMLBackend:
         model_ref = f"azureml:{name}:{version}"
         existing = {d.name: d for d in self.client.batch_deployments.list(endpoint_name=endpoint_name)}
         current = existing.get(dep_name)
-        if current is None or _model_version(current.model) != (name, str(version)):
+        error_threshold = int(self.settings.batch_error_threshold)
+        if (
+            current is None
+            or _model_version(current.model) != (name, str(version))
+            or getattr(current, "error_threshold", error_threshold) != error_threshold
+        ):
             deployment = ModelBatchDeployment(
                 name=dep_name,
                 endpoint_name=endpoint_name,
@@ -181,7 +204,7 @@ class AzureMLBackend:
                     output_action=BatchDeploymentOutputAction.APPEND_ROW,
                     output_file_name=OUTPUT_FILE_NAME,
                     retry_settings=BatchRetrySettings(max_retries=MAX_RETRIES, timeout=RETRY_TIMEOUT_SECONDS),
-                    error_threshold=-1,
+                    error_threshold=error_threshold,  # 0: a failed file fails the job (-1 ignored them all)
                     logging_level="info",
                 ),
             )

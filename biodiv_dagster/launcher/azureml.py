@@ -128,6 +128,7 @@ def build_command(
     env = {
         **job_env(spec),
         **settings.job_channel_env(),
+        **settings.job_identity_env(),  # AZURE_CLIENT_ID of a user-assigned job identity, when configured
         "BIODIV_PIPES_MESSAGE_INTERVAL": str(settings.message_interval_seconds),
     }
     return command(

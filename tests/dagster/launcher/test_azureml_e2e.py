@@ -13,6 +13,7 @@ from azureml_helpers import fake_workspace  # noqa: F401 - fixture
 from biodiv_core import naming
 from biodiv_core.data.generate import generate_datastore
 from biodiv_dagster.azure_data import upload_data
+from biodiv_dagster.azure_settings import AzureMLSettings
 from biodiv_dagster.backends import STEP_LAUNCHERS
 from biodiv_dagster.deployment.assets import QualityGate, batch_deployment, registered_model
 from biodiv_dagster.deployment.azureml import AzureMLDeploymentBackend
@@ -104,7 +105,8 @@ def test_one_partition_trains_registers_and_deploys_on_azureml(fake_workspace, t
         e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
         for e in deployed.get_asset_materialization_events()
     }
-    name, endpoint = naming.model_name(SITE, SPECIES), naming.endpoint_name(SITE, SPECIES)
+    name = naming.model_name(SITE, SPECIES)
+    endpoint = naming.endpoint_name(SITE, SPECIES, AzureMLSettings.from_env().endpoint_namespace_key())
     version = meta["registered_model"]["registered_version"]
     registered = fake_workspace.models.get(name, version)
     assert registered.type == "mlflow_model" and registered.path == model["model_uri"]
