@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from azureml_steps import pipes_blob
-from biodiv_dagster.azure_settings import AzureMLSettings
 from biodiv_core.step_args import PrepArgs
-from biodiv_dagster.launcher.spec import StepSpec
+from biodiv_dagster.azure_settings import AzureMLSettings
 from biodiv_dagster.launcher.azureml import build_command
+from biodiv_dagster.launcher.spec import StepSpec
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 # Variables DefaultAzureCredential reads: none may come from the machine running the tests.
