@@ -18,6 +18,16 @@ def run_key(partition: str, storage_id: int) -> str:
     return f"register-{partition}-{storage_id}"
 
 
+def already_registering(instance: dg.DagsterInstance, storage_id: int) -> bool:
+    """A registration run for this materialization exists and did not fail (e.g. `biodiv run` did it in process).
+
+    Run keys dedupe only the sensor's own requests; in-process runs carry the storage id tag instead.
+    """
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={STORAGE_ID_TAG: str(storage_id)}), limit=5)
+    failed = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+    return any(record.dagster_run.status not in failed for record in records)
+
+
 def registration_run_requests(
     instance: dg.DagsterInstance, cursor: str | None, limit: int = BATCH_LIMIT
 ) -> tuple[list[dg.RunRequest], str | None]:
@@ -32,8 +42,8 @@ def registration_run_requests(
     requests = []
     for record in records:
         partition = record.partition_key
-        if not partition:
-            continue  # an unpartitioned report cannot name a partition to register
+        if not partition or already_registering(instance, record.storage_id):
+            continue  # an unpartitioned report cannot name a partition; a registered model is not registered again
         metadata = metadata_values(record.asset_materialization)
         run = instance.get_run_by_id(record.run_id) if record.run_id else None
         correlation_id = metadata.get("correlation_id") or (run.tags.get("correlation_id") if run else None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import dagster as dg
 
 from biodiv_core import settings
 from biodiv_core.naming import slugify
+from biodiv_dagster.launcher import warm
 from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.launcher.spec import StepSpec
 
@@ -41,6 +41,7 @@ class LocalStepLauncher(StepLauncher):
         return Path(self.data_root).expanduser().resolve() if self.data_root else settings.data_root()
 
     def output_location(self, asset: str, site: str, species: str, run_id: str) -> str:
+        warm.start()  # the first call of a run: the step server imports while the run gets going
         # Partition keys are slugs already; slugify again so a display name can never build a path.
         return str(self._storage_root() / asset / slugify(site, "site") / slugify(species) / run_id)
 
@@ -79,7 +80,7 @@ def run_subprocess(context: dg.AssetExecutionContext, spec: StepSpec) -> Sequenc
             # and a failed step's output is never reported): without this the retry fails on "already exists".
             context.log.warning(f"removing {location}, written by failed attempt {context.retry_number - 1}")
             shutil.rmtree(location)
-    command = [sys.executable, "-m", spec.module, *spec.arguments()]
+    command = warm.command(spec.module, spec.arguments())
     fd, error_file = tempfile.mkstemp(prefix=f"biodiv-{spec.step}-", suffix=".error.json")
     os.close(fd)
     fd, run_file = tempfile.mkstemp(prefix=f"biodiv-{spec.step}-", suffix=".mlflow-runs")

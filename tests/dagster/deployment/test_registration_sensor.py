@@ -104,3 +104,15 @@ def test_two_materializations_of_one_partition_register_each_and_the_gate_keeps_
         newer = report_trained(instance, partition, copy_model(model_dir, tmp_path / "newer"), 0.95, "newer")
         requests, _ = _tick(instance, cursor)
         assert [r.run_key for r in requests] == [f"register-{partition}-{newer}"]
+
+
+def test_a_model_registered_in_process_is_not_requested_again(model_dir, tmp_path):
+    """`biodiv run` registers in process; the sensor, started later (first `biodiv ui`), must not do it twice."""
+    with dg.instance_for_test() as instance:
+        [first, second] = add_partitions(instance, ["yellowstone"], ["cygnus-buccinator", "lynx-canadensis"])
+        for i, partition in enumerate((first, second)):
+            report_trained(instance, partition, copy_model(model_dir, tmp_path / f"m{i}"), 0.8, f"cid-{i}")
+        requests, _ = _tick(instance, None)
+        _execute(instance, next(r for r in requests if r.partition_key == first))  # as biodiv run does
+        again, _ = _tick(instance, None)  # a fresh sensor: no cursor yet
+        assert [r.partition_key for r in again] == [second]

@@ -1,0 +1,267 @@
+"""Warm step processes for the local launcher: import the heavy libraries once, fork a fresh process per step.
+
+Every step process used to pay the same ~3 s (more on a busy machine) importing MLflow, LightGBM, pandas,
+scikit-learn and matplotlib before doing well under a second of work on a small partition. Here a *server*
+imports those third-party libraries once; for each step a small *client* process (what the launcher starts,
+so Dagster Pipes, stdio and exit codes work exactly as with ``python -m azureml_steps.<step>``) hands the
+server its argv, environment, working directory and stdio file descriptors over a Unix socket. The server
+forks a *supervisor*, which forks the step process: the same step code an AzureML job runs, in a fresh
+process that imports our own modules anew (so edited project code is never stale; only third-party modules
+are shared). The supervisor relays the client's signals to the step, kills the step when the client dies
+(the client is the process Dagster and the tests see), and sends back the exit status, which the client
+exits with (a step killed by a signal makes the client die of the same signal).
+
+    python -m azureml_steps._warm serve --socket PATH     # started by the local launcher, one per process
+    python -m azureml_steps._warm run --socket PATH azureml_steps.train --site ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import runpy
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+# Third-party modules every step needs; imported once by the server, shared copy-on-write by forks.
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "sklearn.metrics",
+    "sklearn.model_selection",
+    "lightgbm",
+    "hyperopt",
+    "matplotlib.pyplot",
+    "mlflow",
+    "mlflow.lightgbm",
+    "yaml",
+)
+RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _interpreter_env(env: dict) -> dict:
+    """What shapes an interpreter at start-up (sys.path, sitecustomize, hash seed...): PYTHON* variables."""
+    return {key: value for key, value in env.items() if key.startswith("PYTHON") and key != "PYTHONUNBUFFERED"}
+
+
+_HEADER = struct.Struct("!I")
+
+
+def _send(sock: socket.socket, payload: dict, fds: list[int] | None = None) -> None:
+    data = json.dumps(payload).encode()
+    message = _HEADER.pack(len(data)) + data
+    if fds:
+        socket.send_fds(sock, [message], fds)
+    else:
+        sock.sendall(message)
+
+
+def _recv(sock: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int]]:
+    """One framed JSON message (and up to ``with_fds`` file descriptors); (None, []) when the peer closed."""
+    fds: list[int] = []
+    if with_fds:
+        head, fds, _, _ = socket.recv_fds(sock, _HEADER.size, with_fds)
+    else:
+        head = sock.recv(_HEADER.size, socket.MSG_WAITALL)
+    if len(head) < _HEADER.size:
+        return None, fds
+    (size,) = _HEADER.unpack(head)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None, fds
+        data += chunk
+    return json.loads(data), fds
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def serve(path: str, idle_seconds: float, parent: int) -> None:
+    """Accept step requests on ``path`` until the parent process is gone or nothing came for ``idle_seconds``."""
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a missing optional library is imported (and fails) in the step as before
+            pass
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path + ".tmp")
+    os.rename(path + ".tmp", path)  # clients see the socket only once it listens
+    server.listen(64)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda number, frame: stopping.append(number))
+    last = time.monotonic()
+    while not stopping and os.getppid() == parent and time.monotonic() - last < idle_seconds:
+        _reap()
+        ready, _, _ = select.select([server], [], [], 1.0)
+        if not ready or stopping:
+            continue
+        conn, _ = server.accept()
+        last = time.monotonic()
+        if os.fork() == 0:  # supervisor
+            server.close()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os._exit(_supervise(conn))
+        conn.close()
+    server.close()
+    _reap(block=True)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _reap(block: bool = False) -> None:
+    """Wait for finished supervisors: waited-for children count in this process's CPU usage (benchmarks read it)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _supervise(conn: socket.socket) -> int:
+    request, fds = _recv(conn, with_fds=3)
+    if request is None or len(fds) != 3:
+        return 1
+    if _interpreter_env(request["env"]) != _interpreter_env(dict(os.environ)):
+        # A fresh interpreter would start differently (another PYTHONPATH, a sitecustomize): not a fork of this one.
+        _send(conn, {"cold": True})
+        return 0
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        _become_step(request, fds)  # never returns
+    for fd in fds:
+        os.close(fd)
+    _send(conn, {"pid": pid})
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
+            return 0
+        ready, _, _ = select.select([conn], [], [], 0.05)
+        if ready:
+            message, _ = _recv(conn)
+            if message is None:  # the client died (killed, or its run was stopped hard): so does the step
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return 0
+            os.kill(pid, int(message["signal"]))
+
+
+def _become_step(request: dict, fds: list[int]) -> None:
+    code = 1
+    try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        for number in RELAYED_SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        os.setsid()  # its own process group, as a fresh `python -m` would have under the client
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.stdin, sys.stdout, sys.stderr = (
+            open(0, closefd=False),  # noqa: SIM115
+            open(1, "w", closefd=False),  # noqa: SIM115
+            open(2, "w", closefd=False),  # noqa: SIM115
+        )
+        sys.argv = [request["module"], *request["args"]]
+        sys.path[0] = request["cwd"]
+        try:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def run(path: str, module: str, args: list[str]) -> int:
+    """Run ``python -m module args`` in a warm fork; the exit code (or the death by signal) is the step's."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return _cold(module, args)  # no server (gone idle, not started): the plain way
+    request = {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
+    _send(sock, request, fds=[0, 1, 2])
+    started, _ = _recv(sock)
+    if started is None or started.get("cold"):
+        sock.close()
+        return _cold(module, args)
+
+    def relay(number, frame):
+        try:
+            _send(sock, {"signal": number})
+        except OSError:
+            pass
+
+    for number in RELAYED_SIGNALS:
+        signal.signal(number, relay)
+    while True:
+        try:
+            finished, _ = _recv(sock)
+            break
+        except InterruptedError:
+            continue
+    if finished is None:
+        return 1
+    code = int(finished["exit"])
+    if code < 0:  # killed by a signal: die the same way, so the launcher sees what a plain process shows
+        for number in RELAYED_SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
+def _cold(module: str, args: list[str]) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", module, *args])
+    return 1  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m azureml_steps._warm", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    server = commands.add_parser("serve")
+    server.add_argument("--socket", required=True)
+    server.add_argument("--idle-seconds", type=float, default=600.0)
+    server.add_argument("--parent", type=int, default=None, help="exit when this process is gone (default: parent)")
+    client = commands.add_parser("run")
+    client.add_argument("--socket", required=True)
+    client.add_argument("module")
+    client.add_argument("args", nargs=argparse.REMAINDER)
+    options = parser.parse_args(argv)
+    if options.command == "serve":
+        serve(options.socket, options.idle_seconds, options.parent or os.getppid())
+        return 0
+    return run(options.socket, options.module, list(options.args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
