@@ -166,6 +166,9 @@ def _targets(gold: pd.DataFrame, column: str, source: str) -> tuple[pd.DataFrame
 # A text column is numbers with some broken cells, not a category, when at least this share of its filled
 # cells are numbers (docs/reliability.md): it would otherwise become one category level per value.
 NUMERIC_SHARE = 0.9
+# A text column is a category only with few levels: more than this many distinct values, and more than this
+# share of its filled cells, is one level per value (free text, codes, ids), which no model can use.
+CATEGORY_MAX_LEVELS, CATEGORY_MAX_LEVEL_SHARE = 100, 0.5
 _THOUSANDS = r"^\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?\s*$"  # 3,136.0
 
 
@@ -174,7 +177,8 @@ def _is_text(dtype) -> bool:
 
 
 def _text_feature(col: pd.Series, name: str, source: str) -> pd.Series:
-    """A text column by content: all numbers -> float32, mostly numbers -> DataContractError, else a category.
+    """A text column by content: all numbers -> float32, mostly numbers -> DataContractError, few levels -> a
+    category, one level per value -> DataContractError.
 
     Decided on the rows that have gold data (those a model sees), from the distinct values weighted by their
     counts, not cell by cell.
@@ -194,6 +198,13 @@ def _text_feature(col: pd.Series, name: str, source: str) -> pd.Series:
     thousands = levels.str.match(_THOUSANDS).to_numpy()
     numeric = int(counts[is_number | thousands].sum())  # "3,136.0" is a number to the reader, not to a parser
     if numeric < NUMERIC_SHARE * filled:
+        if len(levels) > max(CATEGORY_MAX_LEVELS, CATEGORY_MAX_LEVEL_SHARE * filled):
+            raise DataContractError(
+                f"{source}: feature column {name!r} holds {len(levels)} distinct text values in its {filled} filled "
+                f"cells in rows with gold data (e.g. {_examples(levels.iloc[np.argsort(-counts, kind='stable')])}): a "
+                f"category needs few levels (at most {CATEGORY_MAX_LEVELS}, or {CATEGORY_MAX_LEVEL_SHARE:.0%} of the "
+                "cells), not one per value: drop the column, or map its values to a few classes."
+            )
         return col
     order = np.argsort(-counts[~is_number], kind="stable")
     bad = levels[~is_number].iloc[order]

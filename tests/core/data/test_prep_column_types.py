@@ -15,7 +15,7 @@ import pytest
 from stage_helpers import run_prep
 
 from biodiv_core.data import streaming
-from biodiv_core.data.contract import NUMERIC_SHARE, prepare_dataset
+from biodiv_core.data.contract import CATEGORY_MAX_LEVELS, NUMERIC_SHARE, prepare_dataset
 from biodiv_core.data.prep import load_prepared
 from biodiv_core.errors import DataContractError
 
@@ -238,3 +238,15 @@ def test_text_columns_stay_categories_and_categories_of_numbers_stay_categories(
     prepared = prepare_dataset(features, gold).features
     assert list(prepared["elevation"].cat.categories) == ["1", "2", "forest", "wetland"]
     assert isinstance(prepared["code"].dtype, pd.CategoricalDtype)
+
+
+def test_a_text_column_with_one_level_per_value_is_not_a_category():
+    assert CATEGORY_MAX_LEVELS == 100
+    with pytest.raises(DataContractError) as err:
+        _prepare([f"note {i}" for i in range(300)] + ["forest"] * 100)  # 301 levels in 400 cells
+    message = str(err.value)
+    assert "feature column 'elevation' holds 301 distinct text values in its 400 filled cells" in message
+    assert "'forest'" in message and "drop the column, or map its values to a few classes" in message
+    # Many levels, but few per cell (150 in 400), or few levels in all (60 in 60): categories.
+    assert _prepare([f"county {i % 150}" for i in range(400)]).features["elevation"].cat.categories.size == 150
+    assert _prepare([f"site {i}" for i in range(60)]).features["elevation"].cat.categories.size == 60
