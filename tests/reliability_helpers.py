@@ -70,6 +70,13 @@ def _missing_id(features, gold):
     return features, gold
 
 
+def _float_ids(features, base):
+    """Ids written as floats (``4294967396.0``), as pandas writes an integer column that has a missing cell."""
+    features = features.copy()
+    features["gbifID"] = (features["gbifID"] + base).astype(float)
+    return features
+
+
 def _set(frame, column, values, rows=None):
     frame = frame.copy()
     if rows is None:
@@ -123,6 +130,19 @@ BAD_INPUTS = [
         "'decimallongitude' holds 1 values that are not numbers",
     ),
     BadInput("binary_garbage_features", lambda f, g: ("\x00\x01\x02\xff,\n\x00,\x00\n", g), FEATURES_FILE),
+    BadInput(  # was: narrowed to float32 with the covariates, rounded onto other ids, and a run that "succeeded"
+        "float_ids_past_2_53", lambda f, g: (_float_ids(f, 2**53), g), "'gbifid' holds ids written as decimal numbers"
+    ),
+    BadInput(  # was: a category with one level per value; the model then failed on plain numbers at scoring
+        "text_in_a_numeric_column",
+        lambda f, g: (_set(f.astype({"elevation": object}), "elevation", "high", [3, 17]), g),
+        "'elevation' is numeric (38 of its 40 filled cells",
+    ),
+    BadInput(
+        "thousands_separators_in_a_numeric_column",
+        lambda f, g: (_set(f, "elevation", [f"{v * 100:,.1f}" for v in f["elevation"]]), g),
+        "thousands separators",
+    ),
 ]
 BAD_INPUT_IDS = [case.name for case in BAD_INPUTS]
 

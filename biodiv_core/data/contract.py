@@ -2,7 +2,8 @@
 
 As the seed: drop unused columns and rows without a target, ids to integers, inner join on gbifid,
 PRESENT -> 1 / ABSENT -> 0. On top of it every way the inputs can break the contract raises a
-DataContractError that names the file, the column and the fix.
+DataContractError that names the file, the column and the fix. Ids stay exact (never rounded through a
+float); a text column that is mostly numbers is an error, not a category (``NUMERIC_SHARE``).
 
 Coordinates (decimallatitude/decimallongitude) never reach the features: they are returned apart
 (for spatial cross-validation and maps), aligned row by row with features and targets on gbifid.
@@ -70,24 +71,58 @@ def _require(frame: pd.DataFrame, column: str, source: str, what: str) -> None:
         )
 
 
+def exact_integer_limit(dtype) -> int:
+    """2^53 for float64 (2^24 for float32): every integer below it, and none at or past it, is stored exactly."""
+    return 2 ** (np.finfo(dtype).nmant + 1)
+
+
+def float_ids_as_int64(values: np.ndarray) -> np.ndarray | None:
+    """Float ids as int64 when each is a whole number the float type holds exactly; None otherwise."""
+    limit = exact_integer_limit(values.dtype)
+    with np.errstate(invalid="ignore"):
+        exact = (np.abs(values) < limit).all() and (values == np.floor(values)).all()
+    return values.astype(np.int64) if exact else None
+
+
 def _ids(series: pd.Series, source: str, column: str) -> np.ndarray:
-    """gbifids as int64; integral floats and digit strings are accepted, anything else is an error."""
+    """gbifids as int64, exactly: integral floats and digit strings are accepted, anything else is an error.
+
+    Ids are never rounded: a float id is converted only when its type holds it exactly (below 2^53 for
+    float64, what a pandas round trip with a missing cell writes as ``4294967396.0``); past that the file is
+    rejected, since two ids may already have become the same number.
+    """
     if series.isna().any():
         raise DataContractError(
             f"{source}: column {column!r} is empty in {int(series.isna().sum())} rows: every row needs an id; "
             "remove those rows."
         )
     if pd.api.types.is_integer_dtype(series.dtype):
+        if pd.api.types.is_unsigned_integer_dtype(series.dtype) and int(series.max()) >= 2**63:
+            raise DataContractError(
+                f"{source}: column {column!r} holds ids of 2^63 or more (e.g. {_examples(series[series >= 2**63])}),"
+                " past the 64-bit integers gbifids are: fix those rows."
+            )
         return series.to_numpy(dtype=np.int64)
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(str)
-    numbers = pd.to_numeric(series, errors="coerce")
+    numbers = series if pd.api.types.is_float_dtype(series.dtype) else pd.to_numeric(series, errors="coerce")
     bad = numbers.isna() | (numbers % 1 != 0) | (numbers.abs() >= 2**63)
     if bad.any():
         raise DataContractError(
             f"{source}: column {column!r} must hold integer ids, but has {int(bad.sum())} other values, e.g. "
             f"{_examples(pd.unique(series[bad]))}. Fix or remove those rows."
         )
+    if pd.api.types.is_float_dtype(numbers.dtype):
+        limit = exact_integer_limit(numbers.dtype)
+        inexact = numbers.abs() >= limit
+        if inexact.any():
+            shown = ", ".join(f"{v:.0f}" for v in pd.unique(numbers[inexact])[:5])
+            raise DataContractError(
+                f"{source}: column {column!r} holds ids written as decimal numbers ({numbers.dtype}), and "
+                f"{int(inexact.sum())} of them are 2^{limit.bit_length() - 1} or more (e.g. {shown}), past what that "
+                "type holds exactly, so they may already be rounded onto other ids: write the ids as whole numbers "
+                "(no '.0'; in pandas use the Int64 type when a column has missing cells) and re-export the file."
+            )
     return numbers.to_numpy().astype(np.int64)
 
 
@@ -128,8 +163,64 @@ def _targets(gold: pd.DataFrame, column: str, source: str) -> tuple[pd.DataFrame
     return gold, labels, n_dropped
 
 
+# A text column is numbers with some broken cells, not a category, when at least this share of its filled
+# cells are numbers (docs/reliability.md): it would otherwise become one category level per value.
+NUMERIC_SHARE = 0.9
+# A text column is a category only with few levels: more than this many distinct values, and more than this
+# share of its filled cells, is one level per value (free text, codes, ids), which no model can use.
+CATEGORY_MAX_LEVELS, CATEGORY_MAX_LEVEL_SHARE = 100, 0.5
+_THOUSANDS = r"^\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?\s*$"  # 3,136.0
+
+
+def _is_text(dtype) -> bool:
+    return pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+
+
+def _text_feature(col: pd.Series, name: str, source: str) -> pd.Series:
+    """A text column by content: all numbers -> float32, mostly numbers -> DataContractError, few levels -> a
+    category, one level per value -> DataContractError.
+
+    Decided on the rows that have gold data (those a model sees), from the distinct values weighted by their
+    counts, not cell by cell.
+    """
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(str).where(col.notna()).astype("category")
+    col = col.cat.remove_unused_categories()
+    codes = col.cat.codes.to_numpy()
+    levels = pd.Series(col.cat.categories.astype(str))
+    counts = np.bincount(codes[codes >= 0], minlength=len(levels))
+    numbers = pd.to_numeric(levels, errors="coerce").to_numpy(dtype=np.float64)
+    is_number = ~np.isnan(numbers)
+    filled = int(counts.sum())
+    if counts[is_number].sum() == filled:  # numbers stored as text (e.g. a string parquet column): numbers
+        values = np.append(numbers, np.nan).astype(np.float32)  # code -1 (missing) picks the NaN at the end
+        return pd.Series(values[codes], index=col.index, name=name)
+    thousands = levels.str.match(_THOUSANDS).to_numpy()
+    numeric = int(counts[is_number | thousands].sum())  # "3,136.0" is a number to the reader, not to a parser
+    if numeric < NUMERIC_SHARE * filled:
+        if len(levels) > max(CATEGORY_MAX_LEVELS, CATEGORY_MAX_LEVEL_SHARE * filled):
+            raise DataContractError(
+                f"{source}: feature column {name!r} holds {len(levels)} distinct text values in its {filled} filled "
+                f"cells in rows with gold data (e.g. {_examples(levels.iloc[np.argsort(-counts, kind='stable')])}): a "
+                f"category needs few levels (at most {CATEGORY_MAX_LEVELS}, or {CATEGORY_MAX_LEVEL_SHARE:.0%} of the "
+                "cells), not one per value: drop the column, or map its values to a few classes."
+            )
+        return col
+    order = np.argsort(-counts[~is_number], kind="stable")
+    bad = levels[~is_number].iloc[order]
+    if thousands[~is_number].all():
+        fix = "they look like numbers with thousands separators: write them without the ',' (e.g. 3,136.0 -> 3136.0)"
+    else:
+        fix = "replace them with numbers, or empty the cells where the value is missing"
+    raise DataContractError(
+        f"{source}: feature column {name!r} is numeric ({numeric} of its {filled} filled cells in rows with gold "
+        f"data look like numbers, at least {NUMERIC_SHARE:.0%}) but {int(counts[~is_number].sum())} cells are not "
+        f"plain numbers (e.g. {_examples(bad)}): {fix}, or drop the column."
+    )
+
+
 def _feature_frame(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
-    """Numbers to float32 (half the memory, LightGBM bins them anyway), text to category."""
+    """Numbers to float32 (half the memory, LightGBM bins them anyway), text to category (see _text_feature)."""
     out = {}
     for name in columns:
         col = frame[name]
@@ -138,12 +229,12 @@ def _feature_frame(frame: pd.DataFrame, columns: list[str], source: str) -> pd.D
                 f"{source}: feature column {name!r} has no values in the {len(col)} rows that have gold data. "
                 "Fill it in, or drop the column from the features."
             )
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            out[name] = col.cat.remove_unused_categories()
+        if isinstance(col.dtype, pd.CategoricalDtype) and not _is_text(col.cat.categories.dtype):
+            out[name] = col.cat.remove_unused_categories()  # a category of numbers was made one on purpose
         elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
             out[name] = col.astype(np.float32, copy=False)
-        elif pd.api.types.is_object_dtype(col.dtype) or pd.api.types.is_string_dtype(col.dtype):
-            out[name] = col.astype(str).where(col.notna()).astype("category")
+        elif isinstance(col.dtype, pd.CategoricalDtype) or _is_text(col.dtype):
+            out[name] = _text_feature(col, name, source)
         else:
             raise DataContractError(
                 f"{source}: feature column {name!r} has type {col.dtype}, which is neither numeric nor text. "

@@ -16,14 +16,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from biodiv_core.data.contract import COORDINATE_COLUMNS, ID_COLUMN
+from biodiv_core.data.contract import COORDINATE_COLUMNS, ID_COLUMN, float_ids_as_int64
 from biodiv_core.data.datastore import iter_file_batches, read_arrow, select_columns, table_files
 from biodiv_core.errors import DataContractError
 
 
 def _narrow_float(name: str, column):
-    """A floating covariate as float32 (coordinates stay float64): prepare_dataset would narrow it anyway."""
-    if pa.types.is_floating(column.type) and column.type != pa.float32() and name not in COORDINATE_COLUMNS:
+    """A floating covariate as float32 (coordinates stay float64): prepare_dataset would narrow it anyway.
+
+    Never the id column: float32 holds integers exactly only below 2^24, and gbifids are past 2^32.
+    """
+    if (
+        pa.types.is_floating(column.type)
+        and column.type != pa.float32()
+        and name not in COORDINATE_COLUMNS
+        and name != ID_COLUMN
+    ):
         return pc.cast(column, pa.float32())
     return column
 
@@ -38,15 +46,28 @@ class _FullRead(Exception):
     """The streamed read met something only the full read reports faithfully."""
 
 
-def _gold_mask(ids: pa.Array, sorted_gold: np.ndarray, all_ids: list[np.ndarray]) -> pa.Array:
-    """Which of ``ids`` are gold ids; every id is also kept (8 bytes a row) for the duplicate check."""
-    if not pa.types.is_integer(ids.type) or ids.null_count:
+def _int64_ids(ids: pa.Array) -> np.ndarray:
+    """Ids as int64: integers, or floats that are whole numbers held exactly (``4294967396.0``); else _FullRead."""
+    if ids.null_count:
         raise _FullRead
-    values = pc.cast(ids, pa.int64()).to_numpy()  # safe cast: uint64 ids past int64 raise, and fall back
+    if pa.types.is_integer(ids.type):
+        return pc.cast(ids, pa.int64()).to_numpy()  # safe cast: uint64 ids past int64 raise, and fall back
+    if pa.types.is_floating(ids.type):
+        values = float_ids_as_int64(ids.to_numpy())
+        if values is not None:
+            return values
+    raise _FullRead
+
+
+def _gold_mask(ids: pa.Array, sorted_gold: np.ndarray, all_ids: list[np.ndarray]) -> tuple[pa.Array, pa.Array]:
+    """(which of ``ids`` are gold ids, the kept ids as int64); every id is also kept (8 bytes a row) for the
+    duplicate check."""
+    values = _int64_ids(ids)
     all_ids.append(values)
     # Binary search in the sorted gold ids: pc.is_in would rebuild its hash set for every batch.
     at = np.minimum(np.searchsorted(sorted_gold, values), len(sorted_gold) - 1)
-    return pa.array(sorted_gold[at] == values)
+    keep = sorted_gold[at] == values
+    return pa.array(keep), pa.array(values[keep])
 
 
 def _parquet_gold_rows(file: Path, sorted_gold: np.ndarray, all_ids: list[np.ndarray]) -> pa.Table:
@@ -62,9 +83,11 @@ def _parquet_gold_rows(file: Path, sorted_gold: np.ndarray, all_ids: list[np.nda
     parts = []
     for group in range(source.num_row_groups):
         ids = source.read_row_group(group, columns=[include[wanted.index(ID_COLUMN)]]).column(0)
-        mask = _gold_mask(ids.combine_chunks(), sorted_gold, all_ids)
+        mask, kept_ids = _gold_mask(ids.combine_chunks(), sorted_gold, all_ids)
         columns = [
-            _narrow_float(name, source.read_row_group(group, columns=[written]).column(0).filter(mask))
+            kept_ids
+            if name == ID_COLUMN
+            else _narrow_float(name, source.read_row_group(group, columns=[written]).column(0).filter(mask))
             for name, written in zip(wanted, include, strict=True)
         ]
         parts.append(pa.Table.from_arrays(columns, names=wanted))
@@ -79,13 +102,13 @@ def _csv_gold_rows(file: Path, sorted_gold: np.ndarray, all_ids: list[np.ndarray
     for batch in iter_file_batches(file):
         if ID_COLUMN not in batch.schema.names:
             raise _FullRead
-        batch = batch.filter(_gold_mask(batch.column(ID_COLUMN), sorted_gold, all_ids))
-        kept.append(
-            pa.RecordBatch.from_arrays(
-                [_narrow_float(name, column) for name, column in zip(batch.schema.names, batch.columns, strict=True)],
-                names=batch.schema.names,
-            )
-        )
+        mask, kept_ids = _gold_mask(batch.column(ID_COLUMN), sorted_gold, all_ids)
+        batch = batch.filter(mask)
+        columns = [
+            kept_ids if name == ID_COLUMN else _narrow_float(name, column)
+            for name, column in zip(batch.schema.names, batch.columns, strict=True)
+        ]
+        kept.append(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
     if not kept:  # a header but no rows: read_arrow reports it
         raise _FullRead
     return pa.Table.from_batches(kept)
@@ -130,16 +153,28 @@ def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pa.Table, int] |
     return _narrow_floats(table), rows
 
 
+def _gold_id_values(gold_ids: pd.Series) -> np.ndarray | None:
+    """The gold ids as int64 for filtering, when that is exact (integers, or whole floats held exactly); else None
+    and prepare_dataset reports them."""
+    if pd.api.types.is_integer_dtype(gold_ids.dtype):
+        return gold_ids.to_numpy()
+    if pd.api.types.is_float_dtype(gold_ids.dtype) and not gold_ids.isna().any():
+        return float_ids_as_int64(gold_ids.to_numpy())
+    return None
+
+
 def read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
     """Read the features, keeping only rows whose gbifid is in the gold data when that is safe to do early.
 
     Feature tables are much larger than gold data (1,000,000 vs 200,000 rows): streaming them batch by
     batch and keeping only gold rows bounds memory by the joined frame, not the file. It is only an
     optimisation: whenever the ids need checking (not integers, nulls, duplicates) or nothing would be
-    left, the full table goes to ``prepare_dataset`` so its errors describe the real input.
+    left, the full table goes to ``prepare_dataset`` so its errors describe the real input. Ids are never
+    narrowed to float32 (covariates are), so ids written as floats stay exact or are reported.
     """
-    if pd.api.types.is_integer_dtype(gold_ids.dtype):
-        streamed = stream_gold_rows(path, gold_ids.to_numpy())
+    gold_values = _gold_id_values(gold_ids)
+    if gold_values is not None:
+        streamed = stream_gold_rows(path, gold_values)
         if streamed is not None:
             table, rows = streamed
             frame = table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
@@ -149,10 +184,10 @@ def read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
             return frame, rows
     table = read_arrow(path)
     rows = table.num_rows
-    if ID_COLUMN in table.column_names and pd.api.types.is_integer_dtype(gold_ids.dtype):
+    if ID_COLUMN in table.column_names and gold_values is not None:
         ids = table[ID_COLUMN]
         if pa.types.is_integer(ids.type) and ids.null_count == 0 and pc.count_distinct(ids).as_py() == rows:
-            kept = table.filter(pc.is_in(ids, value_set=pa.array(gold_ids.to_numpy(), type=ids.type)))
+            kept = table.filter(pc.is_in(ids, value_set=pa.array(gold_values, type=ids.type)))
             if kept.num_rows:
                 table = kept
     table = _narrow_floats(table)

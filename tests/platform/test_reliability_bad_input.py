@@ -5,7 +5,7 @@ message, no traceback, nothing written). A representative subset also goes throu
 which is a real Dagster run of the train_models job on the test's instance: the run fails at prepared_data with
 the message in the failure and its metadata, nothing downstream runs, no output folder, no MLflow run or model,
 no registration. One case runs `biodiv run` as a real process (exit code 2, stdout empty, no traceback).
-Running all 20 cases through Dagster costs ~8 s each on this loaded machine; the subset covers each prep stage
+Running all 24 cases through Dagster costs ~8 s each on this loaded machine; the subset covers each prep stage
 (columns, ids, empty files, join, classes per fold) and the step path covers every case.
 """
 
@@ -25,6 +25,8 @@ DAGSTER_SUBSET = [
     "duplicate_ids_in_features",
     "empty_gold_file",
     "fewer_rows_of_a_class_than_folds",
+    "float_ids_past_2_53",
+    "text_in_a_numeric_column",
 ]
 TINY = ["--max-evals", "2", "--folds", "3", "--num-threads", "1"]
 
@@ -55,6 +57,25 @@ def test_every_bad_input_fails_the_prep_step_cleanly(case, tmp_path, capfd):
     assert case.fragment in err and "error: " in err
     assert "Traceback" not in err
     assert not (tmp_path / "storage").exists() or files_under(tmp_path / "storage") == []
+
+
+@pytest.mark.usefixtures("step_logging")
+def test_float_ids_past_2_32_keep_their_rows_through_the_prep_step(tmp_path, capfd):
+    """Was: ids narrowed to float32 with the covariates, rounded onto other ids; the run "succeeded" (AUC 1.0)."""
+    import numpy as np
+    import pandas as pd
+    from reliability_helpers import valid_tables, write_store
+
+    features, gold = valid_tables()
+    features["gbifID"] = (features["gbifID"] * 3 + 2**32).astype(float)  # written as 4294970296.0
+    gold["gbifID"] = features["gbifID"].astype(np.int64)
+    fdir, sdir = write_store(tmp_path / "data", features, gold)
+    output = tmp_path / "prepared"
+    argv = ["--features", str(fdir), "--species-dir", str(sdir), "--species", SPECIES, "--site", SITE]
+    assert prep_step.cli([*argv, "--output", str(output)]) == 0, capfd.readouterr().err
+    prepared = pd.read_parquet(output / "features.parquet")
+    assert prepared["gbifid"].tolist() == gold["gbifID"].tolist()  # every id exact, each with its own row
+    assert prepared["elevation"].tolist() == features["elevation"].astype(np.float32).tolist()
 
 
 def _biodiv_run(data_root, capfd, species=SPECIES):

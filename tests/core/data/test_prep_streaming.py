@@ -87,15 +87,30 @@ def test_a_duplicate_outside_the_gold_rows_is_still_an_error(tmp_path, fmt):
     assert not (tmp_path / "out").exists()
 
 
-def test_csv_whose_later_blocks_change_a_column_type_falls_back_to_the_full_read(tmp_path, monkeypatch):
+def _text_late_in_elevation(gold_row: bool):
     features, gold = _frames()
     features["elevation"] = features["elevation"].astype(object)
-    features.loc[len(features) - 3, "elevation"] = "abc"  # past the first 1 MB block: text after integers
+    # Past the first 1 MB block: text after integers, on a gold row or not.
+    rows = np.flatnonzero(features["gbifID"].isin(gold["gbifID"]) == gold_row)
+    features.loc[rows[-3], "elevation"] = "abc"
+    return features, gold.set_axis(gold.columns.str.lower(), axis=1)
+
+
+def test_csv_whose_later_blocks_change_a_column_type_falls_back_to_the_full_read(tmp_path, monkeypatch):
+    features, gold = _text_late_in_elevation(gold_row=False)
     folder = _write(tmp_path / "features", features, "csv")
     assert (folder / "part0.csv").stat().st_size > 2**20
-    gold = gold.set_axis(gold.columns.str.lower(), axis=1)
     assert streaming.stream_gold_rows(folder, gold["gbifid"].to_numpy()) is None  # the stream gives up ...
     frame, _ = read_features(folder, gold["gbifid"])  # ... and the full read decides
     streamed = prepare_dataset(frame, gold).features
     pd.testing.assert_frame_equal(streamed, _full(folder, gold, monkeypatch).features)
-    assert isinstance(streamed["elevation"].dtype, pd.CategoricalDtype)  # widened to text, as read_csv does
+    # Widened to text as read_csv does, but the rows with gold data are all numbers: a numeric feature.
+    assert streamed["elevation"].dtype == np.float32
+
+
+def test_text_in_a_numeric_column_on_a_gold_row_is_an_error_after_the_fallback(tmp_path):
+    features, gold = _text_late_in_elevation(gold_row=True)
+    folder = _write(tmp_path / "features", features, "csv")
+    frame, _ = read_features(folder, gold["gbifid"])
+    with pytest.raises(DataContractError, match=r"'elevation' is numeric \(3999 of its 4000 .*'abc'"):
+        prepare_dataset(frame, gold, features_source="part0.csv")
