@@ -1,4 +1,4 @@
-"""Write a folder so that readers see all of it or none of it.
+"""Write a folder so that readers see all of it or none of it; one process at a time where that matters.
 
 Files go to a hidden temporary sibling that is renamed into place when the block succeeds;
 on any error the temporary folder is removed and the final path never appears.
@@ -31,3 +31,18 @@ def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileExistsError(f"Output folder {final} already exists and is not empty; choose a new output path.")
     os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes on this machine (flock)."""
+    import fcntl
+
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from biodiv_core import settings
+from biodiv_core.atomic import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +61,8 @@ def _sqlite_store_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
-    lock_path = uri[len("sqlite:///") :] + ".lock"
-    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(uri[len("sqlite:///") :] + ".lock"):
+        yield
 
 
 def run_tags(**tags) -> dict[str, str]:

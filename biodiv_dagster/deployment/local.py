@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from biodiv_core import settings
+from biodiv_core.atomic import file_lock
 from biodiv_core.errors import NotFoundError
 from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeployedVersion, DeploymentBackend, EndpointInfo
 
@@ -53,16 +54,8 @@ def write_json_atomically(path: Path, payload: dict) -> None:
 def model_lock(name: str) -> Iterator[None]:
     """One process at a time per model name (register, deploy): MLflow's SQLite registry fails two concurrent
     alias updates with a UNIQUE constraint error, and alias and endpoint record must name the same version."""
-    import fcntl
-
-    lock_dir = settings.biodiv_home() / "locks"  # shared by every process on this BIODIV_HOME
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(settings.biodiv_home() / "locks" / f"{name}.lock"):  # shared by every process on BIODIV_HOME
+        yield
 
 
 class LocalBackend:

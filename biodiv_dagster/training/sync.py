@@ -23,6 +23,7 @@ from pathlib import Path
 import dagster as dg
 
 from biodiv_core import settings
+from biodiv_core.atomic import file_lock
 from biodiv_core.errors import ConfigError, NotFoundError
 from biodiv_core.naming import features_asset_name, slugify, species_asset_name, species_file_name
 from biodiv_dagster.partitions import SITE_DIMENSION, SPECIES_DIMENSION, site_partitions, species_partitions
@@ -191,16 +192,8 @@ def sync_partitions(instance: dg.DagsterInstance, plan: SyncPlan | None = None) 
 @contextlib.contextmanager
 def _sync_lock() -> Iterator[None]:
     """One process at a time per DAGSTER_HOME adds partitions and writes the names file."""
-    import fcntl
-
-    path = _names_path().with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(_names_path().with_suffix(".lock")):
+        yield
 
 
 def add_partition(instance: dg.DagsterInstance, site: str, species: str) -> tuple[str, str]:
