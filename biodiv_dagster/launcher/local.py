@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from biodiv_core.naming import slugify
 from biodiv_dagster.launcher import warm
 from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.launcher.spec import StepSpec
+
+# Dagster's own PipesSubprocessClient calls one of its preview APIs; the warning is about Dagster's code, printed
+# once per step (18-26 lines of `make run`), and says nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"Function `PipesMessageReader\.expected_writer_count`")
 
 ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"  # same name as azureml_steps._cli.ERROR_FILE_ENV
 RUN_FILE_ENV = "BIODIV_MLFLOW_RUN_FILE"  # same name as biodiv_core.tracking.RUN_FILE_ENV
