@@ -9,18 +9,18 @@ exit, writes JSON to the file named by $BIODIV_BENCH_MEMORY_FILE: VmHWM and VmRS
 the RSS when this probe started (before the target imported anything), and any ``mark(name)`` the target made
 (``import _memory_probe; _memory_probe.mark("imports")`` records the RSS at that point).
 
-Why VmHWM from inside, and not ru_maxrss from wait4 / RUSAGE_CHILDREN: measured on this project's VM (Linux
-6.18, Python 3.11; benchmarks/README.md "Memory figures"), a parent holding 514 MiB that starts a fresh
-``python -c`` allocating 10 MiB gets ru_maxrss 510-514 MiB for it from wait4 -- through subprocess (vfork),
-os.fork + execv and os.posix_spawn alike -- and the child's own getrusage(RUSAGE_SELF) says the same. exec()
-folds the old address space's high-water mark into the process's signal->maxrss, which is what ru_maxrss
-reports. Under vfork (subprocess, posix_spawn) the old address space IS the parent's, so the floor is the
-parent's own peak so far (VmHWM), even after it freed the memory: a parent that had freed its 500 MiB (RSS
-14 MiB, VmHWM 514 MiB) still got 514 MiB for a bare ``python -c pass`` through subprocess and posix_spawn (13 MiB
-through fork + execv: fork's copy starts from the parent's current RSS). A smaller launcher in between only
-lowers that floor to the launcher's own size. VmHWM belongs to the address space itself, and exec() starts a
-new one: in the 10 MiB child it read 13 MiB right after exec and 23 MiB at exit. So the child reads it itself,
-after the target is done.
+Why VmHWM from inside, and not ru_maxrss from wait4 / RUSAGE_CHILDREN: measured on this project's VM (Linux 6.18,
+Python 3.11; benchmarks/README.md "Memory figures"), a parent holding 514 MiB that starts a fresh ``python -c``
+allocating 10 MiB gets ru_maxrss 510-514 MiB for it from wait4 -- through subprocess (vfork), os.fork + execv and
+os.posix_spawn alike -- and the child's own getrusage(RUSAGE_SELF) says the same. exec() folds the old address
+space's high-water mark into the process's signal->maxrss, which is what ru_maxrss reports. Under vfork
+(subprocess, posix_spawn) the old address space IS the parent's, so the floor is the parent's own peak so far
+(VmHWM), even after it freed the memory: a parent that had freed its 500 MiB (RSS 14 MiB, VmHWM 514 MiB) still got
+514 MiB for a bare ``python -c pass`` through subprocess and posix_spawn (13 MiB through fork + execv: fork's copy
+starts from the parent's current RSS; ``python benchmarks/_rusage_demo.py`` prints these). A small launcher in
+between would only lower that floor to the launcher's own size. VmHWM belongs to the address space itself, and
+exec() starts a new one: in the 10 MiB child it read 11-13 MiB at start and 21-23 MiB at exit. So the child reads
+it itself, after the target is done.
 
 Only the probed process is measured by the report above. Its children (``children_ru_maxrss_mib``, the
 largest waited-for descendant's ru_maxrss) inherit the probed process's own size at fork, the same way. For a

@@ -130,7 +130,7 @@ def run_step(step: str, args: list[str]) -> tuple[float, float | None]:
     result = run_measured(["-m", f"azureml_steps.{step}", *args])
     if result["returncode"] != 0:
         raise RuntimeError(f"step {step} failed: {result['stderr'][-2000:]}")
-    return result["wall"], result["peak_rss_mib"]
+    return result["wall"], rounded(result["peak_rss_mib"], 1) if result["peak_rss_mib"] is not None else None
 
 
 def steps(prepared: str, work: Path, max_evals: int, n_folds: int, threads: int) -> dict:
