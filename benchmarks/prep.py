@@ -7,8 +7,8 @@ then the train / score / train_to_deploy steps on the 200k-row prepared partitio
 Each runs in a fresh child process (median wall of --repeat; the first of each is a discarded warm-up of the
 OS file cache). Work seconds are timed inside the child (imports excluded); peak memory is the child's own
 high-water mark (VmHWM, read by the child at exit through ``_util.run_measured``) minus its RSS after imports,
-i.e. what the work itself added. Not wait4's ru_maxrss: that includes this process's RSS when it started the
-child, ~350 MB more when it had just generated the data (see _memory_probe.py).
+i.e. what the work itself added. Not wait4's ru_maxrss: that is at least this process's own peak RSS before it
+started the child (~700 MiB when it had just generated the data, the cache being empty; see _memory_probe.py).
 
 ``prep_peak_rss_ratio`` = prep's added peak RSS / in-memory size of the joined frame prep returns (features
 as float32/category + targets + coordinates, pandas ``memory_usage(deep=True)``).
