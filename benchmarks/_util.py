@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: timing, child-process CPU and peak memory, isolated local state, JSON output.
+"""Shared by the benchmarks: timing, child-process CPU and own peak memory, isolated local state, JSON output.
 
 Not a benchmark itself (run_all.py skips files starting with "_").
 """
@@ -41,7 +41,12 @@ def children_cpu() -> float:
 
 
 def run_with_rusage(command: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
-    """Run a command; wall, CPU (user+sys of its whole waited-for tree) and max RSS from wait4."""
+    """Run a command; wall and CPU (user+sys of its whole waited-for tree, from wait4).
+
+    No memory figure: wait4's ru_maxrss of a child is at least this process's own peak RSS before it started
+    the child (see _memory_probe.py), so it is only returned as ``wait4_max_rss_mib`` to show that. Use
+    ``run_measured`` for a Python child's own memory.
+    """
     start = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=False
@@ -64,11 +69,72 @@ def run_with_rusage(command: list[str], env: dict | None = None, cwd: str | None
     return {
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
-        "max_rss_mib": usage.ru_maxrss / 1024,
+        "wait4_max_rss_mib": usage.ru_maxrss / 1024,  # NOT the child's own: >= our peak RSS before it
         "returncode": process.returncode,
         "stdout": "".join(chunks["out"]),
         "stderr": "".join(chunks["err"]),
     }
+
+
+MEMORY_PROBE = Path(__file__).resolve().with_name("_memory_probe.py")
+MEMORY_SITE = Path(__file__).resolve().with_name("_memory_site")
+
+
+def run_measured(args: list[str], env: dict | None = None, cwd: str | None = None, tree: bool = False) -> dict:
+    """Run ``python <args>`` (``["-c", code, ...]``, ``["-m", module, ...]`` or ``[script, ...]``) in a fresh
+    interpreter under ``_memory_probe``: what ``run_with_rusage`` gives, plus the child's own memory, read by
+    the child itself from /proc/self/status at its exit, so nothing of this process's RSS is in it.
+
+    ``memory`` is the probe's report (None if the child wrote none: killed, or os._exit); its figures in MiB:
+    ``peak_rss_mib`` (VmHWM at exit), ``start_rss_mib`` (the bare interpreter, before the target imported
+    anything), ``marks`` (RSS where the target called ``_memory_probe.mark(name)``), ``exit_rss_mib``.
+    ``peak_rss_mib`` and ``start_rss_mib`` are also copied to the top level.
+
+    ``tree=True``: every Python process the child starts (and the child itself) reports its own figures too,
+    through ``benchmarks/_memory_site/sitecustomize.py`` on PYTHONPATH; ``tree`` is the list of those reports
+    (each with its ``argv``), in pid order. Processes that are not Python, or end by os._exit or a signal, are
+    missing from it.
+    """
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="biodiv-bench-memory-"))
+    try:
+        report = folder / "memory.json"
+        child_env = dict(os.environ if env is None else env)
+        child_env["BIODIV_BENCH_MEMORY_FILE"] = str(report)
+        if tree:
+            (folder / "tree").mkdir()
+            child_env["BIODIV_BENCH_MEMORY_DIR"] = str(folder / "tree")
+            path = [str(MEMORY_SITE), *(p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+            child_env["PYTHONPATH"] = os.pathsep.join(path)
+        result = run_with_rusage([sys.executable, str(MEMORY_PROBE), *args], env=child_env, cwd=cwd)
+        memory = json.loads(report.read_text()) if report.is_file() else None
+        if tree:
+            reports = [json.loads(f.read_text()) for f in (folder / "tree").glob("*.json")]
+            result["tree"] = sorted(reports, key=lambda r: r["pid"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    result["memory"] = memory
+    result["peak_rss_mib"] = memory["peak_rss_mib"] if memory else None
+    result["start_rss_mib"] = memory["start_rss_mib"] if memory else None
+    return result
+
+
+def own_rss_mib(key: str = "VmRSS") -> float:
+    """This process's resident size now (MiB, /proc/self/status VmRSS), or its peak so far (``key="VmHWM"``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def added_peak_mib(result: dict, mark: str | None = None) -> float:
+    """The child's peak RSS above its RSS at ``mark`` (e.g. "imports"), or above its start without one."""
+    memory = result["memory"]
+    if memory is None:
+        raise RuntimeError(f"the measured child wrote no memory report (exit code {result['returncode']})")
+    base = memory["marks"][mark]["rss_mib"] if mark else memory["start_rss_mib"]
+    return memory["peak_rss_mib"] - base
 
 
 def machine_busy_cpu() -> float:

@@ -15,6 +15,10 @@ config/run.yml), each on fresh state:
      thread per core): a sitecustomize shim on the run processes drops our num_threads and OMP_NUM_THREADS.
      On the first --contrast-partitions partitions only (it thrashes: all 12 took 29 minutes here).
 backfill_parallel_efficiency = sum(single-run CPU seconds) / (backfill wall seconds x cores).
+Memory (backfill phase): every Python process of every run tree reports its own peak RSS (VmHWM) at exit
+(``_util.run_measured(tree=True)``): the run process (Dagster, in-process executor) and each step process it
+starts, one after another. ``backfill_run_tree_peak_rss_mib_upper`` = the largest run process's peak + the
+largest step's peak of the same run: an upper bound of one run's resident memory at any moment.
 
     python benchmarks/backfill.py --json [--partitions 12] [--concurrency 2] [--rows 4000]
 """
@@ -30,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from _util import REPO, emit, machine, machine_busy_cpu, rounded, run_with_rusage
+from _util import REPO, emit, machine, machine_busy_cpu, rounded, run_measured
 
 SITES = ("yellowstone", "everglades")
 SPECIES = (
@@ -114,10 +118,41 @@ PAIRS: list[tuple[str, str]] = []
 
 
 def run_partition(env: dict, site: str, species: str) -> dict:
-    result = run_with_rusage([sys.executable, "-c", RUN.format(repo=str(REPO)), site, species], env=env, cwd=str(REPO))
+    result = run_measured(["-c", RUN.format(repo=str(REPO)), site, species], env=env, cwd=str(REPO), tree=True)
     if result["returncode"] != 0:
         raise RuntimeError(f"run {site} x {species} failed: {result['stderr'][-3000:]}")
     return result
+
+
+def process_kind(report: dict, run_pid: int) -> str:
+    """The run process ("run"), a step process (its step name: python -m azureml_steps.<step>), or "other"."""
+    if report["pid"] == run_pid:
+        return "run"
+    first = Path(report["argv"][0]) if report["argv"] else Path("")
+    return first.stem if first.parent.name == "azureml_steps" else "other"
+
+
+def memory_figures(results: list[dict]) -> dict:
+    """Peak RSS (MiB) of run processes and of each kind of step process, each process's own (VmHWM)."""
+    runs, steps, trees, reported = [], {}, [], 0
+    for result in results:
+        if result["memory"] is None:
+            raise RuntimeError("a run process wrote no memory report")
+        peaks: dict[str, float] = {}
+        for report in result["tree"]:
+            kind = process_kind(report, result["memory"]["pid"])
+            peaks[kind] = max(peaks.get(kind, 0.0), report["peak_rss_mib"])
+            reported += 1
+        runs.append(peaks.pop("run"))
+        for kind, peak in peaks.items():
+            steps[kind] = max(steps.get(kind, 0.0), peak)
+        trees.append(runs[-1] + max(peaks.values(), default=0.0))
+    return {
+        "backfill_run_process_peak_rss_mib": rounded(max(runs), 1),
+        "backfill_step_peak_rss_mib": {k: rounded(v, 1) for k, v in sorted(steps.items())},
+        "backfill_run_tree_peak_rss_mib_upper": rounded(max(trees), 1),
+        "backfill_processes_reporting_memory": reported,
+    }
 
 
 def backfill(env: dict, pairs: list[tuple[str, str]], concurrency: int) -> tuple[float, list[dict], float]:
@@ -197,6 +232,7 @@ def main(argv=None) -> dict:
         out["backfill_other_processes_cpu_seconds"] = rounded(others, 1)
         out["backfill_parallel_efficiency_of_available"] = rounded(single_cpu / max(wall * cores - others, 1e-9))
         out["backfill_speedup_vs_serial"] = rounded(sum(r["wall"] for r in singles) / wall)
+        out.update(memory_figures(results))
 
         if not args.skip_default_threading:
             contrast = pairs[: args.contrast_partitions]
