@@ -106,6 +106,7 @@ def save_model(
     # The pyfunc scores raw tables with our scoring function instead of handing them to LightGBM as they are.
     model = Model.load(os.fspath(path))
     model.flavors["python_function"]["loader_module"] = PYFUNC_LOADER
+    model.flavors["lightgbm"].pop("code", None)  # the bare booster needs no code: its loader leaves sys.path alone
     model.save(os.fspath(path / "MLmodel"))
     return path
 

@@ -9,12 +9,15 @@ the feature columns, training levels and threshold from the MLmodel ``metadata``
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from biodiv_core.errors import DataContractError
 from biodiv_core.serving.scoring import ModelInputs, score
+
+CODE_DIR = "code"  # where MLflow's code_paths put the copy of biodiv_core
 
 
 class LgbmGbifModel:
@@ -59,4 +62,18 @@ def load_folder(model_dir: str | os.PathLike) -> LgbmGbifModel:
 def _load_pyfunc(path: str, model_config: dict | None = None) -> LgbmGbifModel:
     """MLflow's loader hook: ``path`` is the flavor's data (the model file) inside the model folder."""
     target = Path(path)
-    return load_folder(target.parent if target.is_file() else target)
+    folder = target.parent if target.is_file() else target
+    model = load_folder(folder)
+    _drop_code_path(folder / CODE_DIR)
+    return model
+
+
+def _drop_code_path(code_dir: Path) -> None:
+    """Take the folder's ``code/`` off ``sys.path`` again once this module is imported.
+
+    MLflow prepends it for good; left there, every later ``import biodiv_core`` that is not already in
+    ``sys.modules`` (a ``spawn`` child inherits ``sys.path``) would get this model's copy instead of the installed
+    package. Modules already imported keep working: their package ``__path__`` finds their submodules.
+    """
+    resolved = os.path.realpath(code_dir)
+    sys.path[:] = [entry for entry in sys.path if not entry or os.path.realpath(entry) != resolved]

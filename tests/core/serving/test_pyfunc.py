@@ -200,3 +200,12 @@ def test_the_folder_loads_with_its_own_code(deployed, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     location, rows = done.stdout.split()[-2:]
     assert location.startswith(os.path.join(deployed["model"], "code")) and rows == "5"
+
+
+def test_loading_leaves_sys_path_as_it_was(deployed):
+    """MLflow prepends the folder's code/ to sys.path; the loader takes it off, so later imports (and spawned
+    children, which inherit sys.path) get the installed biodiv_core, not this model's copy."""
+    before = list(sys.path)
+    mlflow.pyfunc.load_model(deployed["model"])
+    assert sys.path == before
+    assert not any(entry.startswith(deployed["model"]) for entry in sys.path)
