@@ -23,6 +23,11 @@ SITE, SPECIES = "yellowstone", "Cygnus buccinator"
 PARAMS = {"objective": "binary", "num_leaves": 7, "num_boost_round": 20, "min_data_in_leaf": 10}
 
 
+def _client():
+    uri = settings.mlflow_tracking_uri()  # explicit: an earlier test may have left MLflow's global URI elsewhere
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def _trained_in_a_run(storage):
     """What train_to_deploy does: the model folder in the step's storage, logged to the step's MLflow run."""
     features = sample_features(seed=0)
@@ -41,7 +46,7 @@ def test_version_names_its_run_and_survives_a_cleaned_storage_folder(tmp_path):
     name = naming.model_name(SITE, SPECIES)
     version = backend.register(str(folder), name, {"roc_auc": 0.8, "mlflow_run_id": run_id})
     assert backend.register(str(folder), name, {"roc_auc": 0.8, "mlflow_run_id": run_id}) == version  # idempotent
-    registered = MlflowClient(tracking_uri=settings.mlflow_tracking_uri()).get_model_version(name, version)
+    registered = _client().get_model_version(name, version)
     assert registered.run_id == run_id
     assert registered.source == f"runs:/{run_id}/lgbm_gbif_model"
     backend.deploy(name, version, naming.endpoint_name(SITE, SPECIES), SITE, SPECIES)
@@ -83,6 +88,6 @@ def test_a_model_without_a_logged_copy_is_registered_from_its_folder(tmp_path):
     backend = LocalDeploymentBackend()
     name = naming.model_name(SITE, "Lynx canadensis")
     version = backend.register(str(folder), name, {"roc_auc": 0.8, "mlflow_run_id": "not-a-run"})
-    registered = MlflowClient(tracking_uri=settings.mlflow_tracking_uri()).get_model_version(name, version)
+    registered = _client().get_model_version(name, version)
     assert registered.source == str(folder) and not registered.run_id
     assert backend.model_location(name, version) == str(folder)

@@ -57,8 +57,10 @@ def test_run_json_trains_registers_and_deploys(data):
     import mlflow
 
     name = result["model_name"]
-    version = mlflow.MlflowClient().get_model_version(name, result["registered_version"])
-    deploy_run = mlflow.MlflowClient().get_run(version.run_id)
+    uri = settings.mlflow_tracking_uri()  # explicit: an earlier test may have left MLflow's global URI elsewhere
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version(name, result["registered_version"])
+    deploy_run = client.get_run(version.run_id)
     assert deploy_run.data.tags["step"] == "train_to_deploy"
     assert deploy_run.data.tags["correlation_id"] == result["correlation_id"]
     assert version.source == f"runs:/{version.run_id}/lgbm_gbif_model"
