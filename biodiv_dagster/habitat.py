@@ -43,7 +43,6 @@ def habitat_suitability(
     from biodiv_core.data.datastore import read_table
     from biodiv_core.serving import batch_scoring
     from biodiv_core.serving.habitat import run_habitat
-    from biodiv_core.training.model import feature_names
 
     partition = str(context.partition_key)
     site_slug, species_slug = split_partition_key(partition)
@@ -64,17 +63,17 @@ def habitat_suitability(
                 f"habitat_suitability reads the site's features locally, but they are at {features_location}: "
                 "run it with the local step launcher (BIODIV_LAUNCHER_MODE=local) and a local data store."
             )
-        model = batch_scoring.load_model(model_uri)
-        threshold = batch_scoring.model_threshold(model_uri)
+        model, inputs = batch_scoring.load_scorer(model_uri)
+        threshold = inputs.threshold
         features = read_table(features_location)
         output = step_launcher.output_location("habitat_suitability", site_slug, species_slug, context.run_id)
         summary = run_habitat(
             features,
             model,
             output,
-            feature_names=feature_names(model),
             threshold=threshold,
             title=f"{name} v{version}: habitat suitability",
+            inputs=inputs,
         )
     except BiodivError as exc:
         raise _fail(str(exc)) from exc

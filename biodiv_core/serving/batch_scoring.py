@@ -1,13 +1,13 @@
 """Batch scoring: apply a saved MLflow LightGBM model to a table of features (what a batch endpoint does).
 
 Input: CSV/parquet (file or folder) with ``gbifid`` and the model's feature columns (names matched
-case-insensitively, extra columns ignored). Output: one row per input row with ``gbifid``, ``probability``
-(of PRESENT) and ``predicted_class`` (1 = PRESENT, 0 = ABSENT), written atomically as CSV or parquet.
+case-insensitively, extra columns ignored, categories re-coded with the training levels). Output: one row per
+input row with ``gbifid``, ``probability`` (of PRESENT) and ``predicted_class`` (1 = PRESENT, 0 = ABSENT: the
+scoring function's ``presence``), written atomically as CSV or parquet. Scoring is `serving.scoring.score`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import uuid
 from pathlib import Path
@@ -17,10 +17,8 @@ from urllib.request import url2pathname
 import pandas as pd
 
 from biodiv_core.errors import ConfigError, DataContractError, NotFoundError
-from biodiv_core.training.model import predict_proba
+from biodiv_core.serving.scoring import DEFAULT_THRESHOLD, ID_COLUMN, ModelInputs, score, validate_threshold
 
-DEFAULT_THRESHOLD = 0.5
-ID_COLUMN = "gbifid"
 _OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
@@ -54,36 +52,41 @@ def load_model(model_uri: str):
     return mlflow.lightgbm.load_model(model_uri)
 
 
-def model_threshold(model_uri: str) -> float:
-    """Decision threshold carried in the MLmodel ``metadata`` (key ``threshold``), else 0.5."""
+def model_metadata(model_uri: str) -> dict:
     from mlflow.models import Model
 
-    metadata = Model.load(local_model_path(model_uri)).metadata or {}
-    return validate_threshold(float(metadata.get("threshold", DEFAULT_THRESHOLD)))
+    return Model.load(local_model_path(model_uri)).metadata or {}
 
 
-def validate_threshold(threshold: float) -> float:
-    if not (isinstance(threshold, int | float) and not math.isnan(threshold) and 0.0 < threshold < 1.0):
-        raise ConfigError(f"threshold={threshold!r} must be a probability strictly between 0 and 1, e.g. 0.5.")
-    return float(threshold)
+def model_threshold(model_uri: str) -> float:
+    """Decision threshold carried in the MLmodel ``metadata`` (key ``threshold``), else 0.5."""
+    return validate_threshold(float(model_metadata(model_uri).get("threshold", DEFAULT_THRESHOLD)))
 
 
-def score_features(model, features: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Predictions for ``features`` (must hold ``gbifid``): gbifid, probability, predicted_class."""
-    threshold = validate_threshold(threshold)
-    if ID_COLUMN not in features.columns:
+def load_scorer(model_uri: str):
+    """(LightGBM model, `ModelInputs`: feature columns, training levels, threshold) of a saved model."""
+    model = load_model(model_uri)
+    metadata = model_metadata(model_uri)
+    name = str(metadata.get("registry_name") or model_uri)
+    return model, ModelInputs.from_metadata(metadata, getattr(model, "booster_", model), model=name)
+
+
+def score_features(model, features: pd.DataFrame, threshold=None, inputs: ModelInputs | None = None) -> pd.DataFrame:
+    """Predictions for ``features`` (must hold ``gbifid``): gbifid, probability, predicted_class.
+
+    ``inputs`` None: derived from the model (training levels kept by LightGBM), threshold 0.5 unless given.
+    """
+    if not any(str(c).strip().lower() == ID_COLUMN for c in features.columns):
         raise DataContractError(
             f"The features have no {ID_COLUMN!r} column (columns: {list(features.columns)[:10]}): "
             "add the GBIF occurrence id so predictions can be joined back."
         )
-    probability = predict_proba(model, features)
-    return pd.DataFrame(
-        {
-            ID_COLUMN: features[ID_COLUMN].to_numpy(),
-            "probability": probability,
-            "predicted_class": (probability >= threshold).astype("int64"),
-        }
-    )
+    if inputs is None:
+        from biodiv_core.serving.scoring import model_inputs
+
+        inputs = model_inputs(model)
+    result = score(features, model, inputs, threshold)
+    return result.rename(columns={"presence": "predicted_class"})
 
 
 def _write_table(frame: pd.DataFrame, output: Path) -> None:
@@ -109,10 +112,10 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
     output = Path(output_path)
     if output.suffix.lower() not in _OUTPUT_SUFFIXES:
         raise ConfigError(f"Output file {output} must end in .csv or .parquet (that picks the format).")
-    model = load_model(model_uri)
-    threshold = model_threshold(model_uri) if threshold is None else validate_threshold(threshold)
+    model, inputs = load_scorer(model_uri)
+    threshold = inputs.threshold if threshold is None else validate_threshold(threshold)
     features = read_table(input_path)
-    predictions = score_features(model, features, threshold)
+    predictions = score_features(model, features, threshold, inputs)
     _write_table(predictions, output)
     return {
         "model_uri": str(model_uri),
@@ -121,4 +124,5 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
         "rows": int(len(predictions)),
         "predicted_present": int(predictions["predicted_class"].sum()),
         "threshold": threshold,
+        "unseen_levels": dict(predictions.attrs.get("unseen_levels", {})),
     }

@@ -20,7 +20,7 @@ import pandas as pd
 from biodiv_core.atomic import atomic_output_dir
 from biodiv_core.errors import DataContractError
 from biodiv_core.evaluation.explain import plot_habitat_map
-from biodiv_core.training.model import predict_proba
+from biodiv_core.serving.scoring import DEFAULT_THRESHOLD, ModelInputs, model_inputs, score
 from biodiv_core.training.spatial_cv import COORDINATE_COLUMNS, coordinates
 
 ID_COLUMN = "gbifid"
@@ -29,24 +29,30 @@ MAP_FILE = "habitat_map.png"
 NOT_PREDICTORS = (ID_COLUMN, *COORDINATE_COLUMNS)
 
 
-def predictor_frame(features: pd.DataFrame, feature_names: list[str] | None = None) -> pd.DataFrame:
-    """The model's input columns, in training order; strings become categories as in training.
+def scoring_inputs(
+    features: pd.DataFrame, model: Any, feature_names: list[str] | None = None, threshold: float | None = None
+) -> ModelInputs:
+    """What the model reads of the site's table: a LightGBM model knows its columns and training levels.
 
-    Without ``feature_names`` every column except gbifid and the coordinates is a predictor.
+    For a plain callable: ``feature_names`` (default: every column but gbifid and the coordinates), text columns
+    as categories of the levels they hold.
     """
+    cut = DEFAULT_THRESHOLD if threshold is None else threshold
+    if hasattr(getattr(model, "booster_", model), "feature_name"):
+        inputs = model_inputs(model, threshold=cut)
+        if feature_names is not None and list(feature_names) != inputs.features:
+            raise DataContractError(
+                f"feature_names {list(feature_names)} differ from the model's own feature columns {inputs.features}."
+            )
+        return inputs
     if feature_names is None:
-        feature_names = [c for c in features.columns if c not in NOT_PREDICTORS]
-    missing = [c for c in feature_names if c not in features.columns]
-    if missing:
-        raise DataContractError(
-            f"The site's features lack {len(missing)} column(s) the model was trained on: {', '.join(missing[:10])}. "
-            "Score with the feature version the model was trained on."
-        )
-    frame = features[list(feature_names)].copy()
-    for column in frame.columns:
-        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype):
-            frame[column] = frame[column].astype("category")
-    return frame
+        feature_names = [c for c in features.columns if str(c).lower() not in NOT_PREDICTORS]
+    categories = {
+        c: sorted(features[c].dropna().astype(str).unique())
+        for c in feature_names
+        if c in features.columns and not pd.api.types.is_numeric_dtype(features[c].dtype)
+    }
+    return ModelInputs(list(feature_names), categories, cut)
 
 
 def suitability_table(
@@ -54,29 +60,32 @@ def suitability_table(
     model: Any,
     feature_names: list[str] | None = None,
     threshold: float | None = None,
+    inputs: ModelInputs | None = None,
 ) -> pd.DataFrame:
     """Probability of presence for every row of ``features`` (needs gbifid and coordinates).
 
-    ``model`` is a LightGBM Booster, an sklearn-style classifier or a callable ``DataFrame -> probabilities``.
+    ``model`` is a LightGBM Booster, an sklearn-style classifier or a callable ``DataFrame -> probabilities``;
+    rows are scored by `biodiv_core.serving.scoring.score` (the one scoring path). ``inputs``: the saved model's
+    own (`batch_scoring.load_scorer`), else derived from ``model``.
     """
     if ID_COLUMN not in features.columns:
         raise DataContractError(f"Site features need a {ID_COLUMN!r} column to map suitability; it is missing.")
     latitude, longitude = coordinates(
         features, "A habitat-suitability map", "Use a feature table with coordinates for this site."
     )
-    probability = predict_proba(model, predictor_frame(features, feature_names))
-    if len(probability) != len(features):
-        raise DataContractError(f"The model returned {len(probability)} probabilities for {len(features)} rows.")
+    if inputs is None:
+        inputs = scoring_inputs(features, model, feature_names, threshold)
+    scored = score(features, model, inputs, threshold)
     table = pd.DataFrame(
         {
             ID_COLUMN: pd.to_numeric(features[ID_COLUMN]).astype("int64").to_numpy(),
             "decimallatitude": latitude,
             "decimallongitude": longitude,
-            "probability": np.asarray(probability, dtype=float),
+            "probability": scored["probability"].to_numpy(dtype=float),
         }
     )
     if threshold is not None:
-        table["predicted"] = (table["probability"] >= threshold).astype("int8")
+        table["predicted"] = scored["presence"].to_numpy().astype("int8")
     return table
 
 
@@ -100,9 +109,10 @@ def run_habitat(
     feature_names: list[str] | None = None,
     threshold: float | None = None,
     title: str = "Habitat suitability",
+    inputs: ModelInputs | None = None,
 ) -> dict:
     """Score every row of ``features`` and write the parquet table, map image and summary into ``output``."""
-    table = suitability_table(features, model, feature_names, threshold)
+    table = suitability_table(features, model, feature_names, threshold, inputs)
     with atomic_output_dir(output) as tmp:
         table.to_parquet(tmp / OUTPUT_FILE, index=False)
         plot_habitat_map(table, tmp / MAP_FILE, title=title)

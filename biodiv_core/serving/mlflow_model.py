@@ -3,8 +3,10 @@
 ``mlflow.lightgbm.save_model`` writes MLmodel, conda.yaml, python_env.yaml, requirements.txt and the model
 file; the folder is then logged as run artifacts. We never call ``log_model``: MLflow 3's log_model goes
 through the logged-models API, which the AzureML tracking server answers with 404 (DESIGN section 6).
-The folder loads with ``mlflow.pyfunc.load_model``; for a binary Booster pyfunc ``predict`` returns the
-probability of PRESENT.
+The folder loads with ``mlflow.pyfunc.load_model``: its ``predict`` takes a raw features table and returns
+gbifid, probability (of PRESENT) and presence (0/1 at the model's threshold), see `biodiv_core.serving.scoring`.
+The folder also holds ``code/biodiv_core`` (what the pyfunc imports), ``input_example.json`` and
+``serving_input_example.json``; ``mlflow.lightgbm.load_model`` still returns the bare Booster.
 """
 
 import json
@@ -13,6 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from biodiv_core.serving.scoring import ID_COLUMN, ModelInputs, model_inputs
+
+PYFUNC_LOADER = "biodiv_core.serving.pyfunc"
+ID_SPELLINGS = (ID_COLUMN, "gbifID")  # ours (data store, lower-cased) and GBIF's (raw downloads)
 MODEL_DIR_NAME = "lgbm_gbif_model"
 METADATA_FILE = "model_metadata.json"
 
@@ -33,21 +39,38 @@ def requirements() -> list[str]:
     ]
 
 
-def _signature(booster, sample: pd.DataFrame | None):
-    """Input/output schema when every feature is numeric.
+def _raw_example(sample: pd.DataFrame, inputs: ModelInputs, rows: int = 5) -> pd.DataFrame:
+    """A few rows as a raw features file holds them: gbifid (when known), numbers, categories as text."""
+    head = sample.head(rows)
+    example = pd.DataFrame(index=range(len(head)))
+    ids = head[ID_COLUMN] if ID_COLUMN in head.columns else (head.index if head.index.name == ID_COLUMN else None)
+    if ids is not None:
+        example[ID_COLUMN] = pd.to_numeric(pd.Series(ids)).astype("int64").to_numpy()
+    for name in inputs.features:
+        column = head[name].reset_index(drop=True)
+        if name in inputs.categories:
+            example[name] = column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
+        else:
+            example[name] = column.astype("float64")
+    return example
 
-    MLflow schemas have no categorical type: a string column in the signature would make pyfunc cast
-    categories to str, which LightGBM rejects; with categorical features we save no signature.
+
+def signature(inputs: ModelInputs):
+    """Inputs: the id (``gbifid``, or GBIF's own spelling ``gbifID``; long) and each feature column (double, or
+    string for a categorical one), all optional. Outputs: gbifid, probability, presence.
+
+    MLflow enforces the signature before our pyfunc sees the table: it passes on only the columns named here,
+    spelled exactly so (the data store's lower-case names), and checks their types. The columns are optional so
+    that a missing one reaches the scoring function, which names it and the model.
     """
-    if sample is None or len(sample) == 0:
-        return None
-    sample = sample[booster.feature_name()]
-    if any(isinstance(t, pd.CategoricalDtype) or pd.api.types.is_object_dtype(t) for t in sample.dtypes):
-        return None
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
 
-    head = sample.head(50)
-    return infer_signature(head, booster.predict(head, num_threads=1))
+    columns = [ColSpec("long", name, required=False) for name in ID_SPELLINGS]
+    columns += [ColSpec("string" if c in inputs.categories else "double", c, required=False) for c in inputs.features]
+    outputs = [ColSpec("long", ID_COLUMN, required=False), ColSpec("double", "probability")]
+    outputs.append(ColSpec("long", "presence"))
+    return ModelSignature(inputs=Schema(columns), outputs=Schema(outputs))
 
 
 def save_model(
@@ -60,23 +83,31 @@ def save_model(
 ) -> Path:
     """Save ``booster`` as ``<output_dir>/lgbm_gbif_model``; returns the folder.
 
-    The MLmodel ``metadata`` carries the decision threshold and the feature list (batch scoring reads them).
+    ``sample`` (the training features) tells which columns are categorical and gives the input example. The
+    MLmodel ``metadata`` carries the threshold, the feature list and the training levels (``categories``); the
+    ``python_function`` flavor loads `biodiv_core.serving.pyfunc`, whose code travels in the folder.
     """
     import mlflow.lightgbm
+    from mlflow.models import Model
+
+    import biodiv_core
 
     path = Path(output_dir) / MODEL_DIR_NAME
+    inputs = model_inputs(booster, sample, threshold, name=(metadata or {}).get("registry_name", MODEL_DIR_NAME))
     mlflow.lightgbm.save_model(
         booster,
         os.fspath(path),
-        signature=_signature(booster, sample),
+        code_paths=[os.path.dirname(biodiv_core.__file__)],
+        signature=signature(inputs),
+        input_example=None if sample is None or len(sample) == 0 else _raw_example(sample, inputs),
         pip_requirements=requirements(),
-        metadata={
-            "threshold": float(threshold),
-            "features": list(booster.feature_name()),
-            "model_name": MODEL_DIR_NAME,
-            **(metadata or {}),
-        },
+        metadata={**inputs.to_dict(), "model_name": MODEL_DIR_NAME, **(metadata or {})},
     )
+    # The pyfunc scores raw tables with our scoring function instead of handing them to LightGBM as they are.
+    model = Model.load(os.fspath(path))
+    model.flavors["python_function"]["loader_module"] = PYFUNC_LOADER
+    model.flavors["lightgbm"].pop("code", None)  # the bare booster needs no code: its loader leaves sys.path alone
+    model.save(os.fspath(path / "MLmodel"))
     return path
 
 

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from biodiv_core import settings
 from biodiv_core.atomic import file_lock
 from biodiv_core.errors import NotFoundError
 from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeployedVersion, DeploymentBackend, EndpointInfo
+
+RUNS_PREFIX = "runs:/"
 
 
 class LocalDeploymentBackend(DeploymentBackend):
@@ -81,12 +84,34 @@ class LocalBackend:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        # Same model folder registered before (a retried run): reuse that version instead of adding a copy.
+        source, run_id = self._run_source(client, model_uri, tags.get("mlflow_run_id"))
+        # Same model registered before (a retried run): reuse that version instead of adding a copy.
         for existing in client.search_model_versions(f"name = '{name}'"):
-            if existing.source == model_uri:
+            if existing.source in (source, model_uri):
                 return str(existing.version)
-        version = client.create_model_version(name, source=model_uri, tags=tags)
+        version = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
         return str(version.version)
+
+    @staticmethod
+    def _run_source(client, model_uri: str, run_id: str | None) -> tuple[str, str | None]:
+        """(source, run_id) to register: the model as logged to its train-to-deploy run, ``runs:/<id>/<folder>``,
+        so the version names its run and outlives the storage folder; the folder itself when that run holds no
+        copy (a model saved outside a run)."""
+        from mlflow.exceptions import MlflowException
+
+        from biodiv_core.serving.batch_scoring import local_model_path
+        from biodiv_core.serving.mlflow_model import MODEL_DIR_NAME
+
+        if not run_id:
+            return model_uri, None
+        artifact = Path(local_model_path(model_uri)).name or MODEL_DIR_NAME
+        try:
+            logged = {Path(item.path).name for item in client.list_artifacts(run_id, artifact)}
+        except MlflowException:
+            return model_uri, None
+        if "MLmodel" not in logged:
+            return model_uri, None
+        return f"runs:/{run_id}/{artifact}", run_id
 
     def deployed_version(self, name: str) -> DeployedVersion | None:
         from mlflow.exceptions import MlflowException
@@ -127,11 +152,19 @@ class LocalBackend:
     def model_location(self, name: str, version: str) -> str:
         from mlflow.exceptions import MlflowException
 
+        client = self._client()
         try:
-            source = self._client().get_model_version(name, version).source
+            source = client.get_model_version(name, version).source
         except MlflowException as exc:
             raise NotFoundError(
                 f"Model {name!r} version {version} is not in the registry at {self.tracking_uri}: "
                 "register and deploy it first (biodiv run or the register_and_deploy_job)."
             ) from exc
-        return source
+        if not source.startswith(RUNS_PREFIX):
+            return source
+        # The run's artifact folder: local (file:) for the local store; anything else is downloaded once.
+        run_id, _, path = source[len(RUNS_PREFIX) :].partition("/")
+        location = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+        if location.startswith("file:") or "://" not in location:
+            return location
+        return client.download_artifacts(run_id, path, dst_path=tempfile.mkdtemp(prefix="biodiv-model-"))

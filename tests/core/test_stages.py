@@ -79,8 +79,12 @@ def test_stages_chain(tmp_path, prepared, params_file):
     assert metadata["run_id"] == deployed["mlflow_run_id"]
     assert metadata["run_uri"] == f"runs:/{metadata['run_id']}/lgbm_gbif_model" == deployed["mlflow_run_uri"]
     assert deployed["registry_name"] == "lgbm-site-a-cygnus-buccinator"
-    features = pd.read_parquet(prepared / "features.parquet").set_index("gbifid")
-    probabilities = np.asarray(mlflow.pyfunc.load_model(deployed["model_uri"]).predict(features.head(20)))
+    features = pd.read_parquet(prepared / "features.parquet").head(20)
+    raw = features.astype({c: object for c in features.select_dtypes("category").columns})  # text, as in a CSV
+    predicted = mlflow.pyfunc.load_model(deployed["model_uri"]).predict(raw)
+    assert list(predicted.columns) == ["gbifid", "probability", "presence"]
+    assert predicted["gbifid"].tolist() == raw["gbifid"].tolist()
+    probabilities = predicted["probability"].to_numpy()
     assert probabilities.shape == (20,) and ((probabilities > 0) & (probabilities < 1)).all()
 
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.correlation_id = 'corr-42'")

@@ -2,6 +2,7 @@ import json
 import os
 
 import mlflow
+import mlflow.lightgbm
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,12 +37,16 @@ def test_saved_model_loads_with_pyfunc_and_predicts_probabilities(tmp_path, cate
     assert "lightgbm==" in (path / "requirements.txt").read_text()
 
     loaded = mlflow.pyfunc.load_model(str(path))
-    predicted = np.asarray(loaded.predict(features.head(50)))
-    assert predicted.shape == (50,)
-    assert ((predicted >= 0) & (predicted <= 1)).all()
-    np.testing.assert_allclose(predicted, predict_proba(booster, features.head(50)))
+    # As a CSV reads: text, not pandas categories (MLflow's enforcement of a string column rejects those).
+    predicted = loaded.predict(features.head(50).astype({"cover": str} if categorical else {}))
+    assert list(predicted.columns) == ["probability", "presence"]  # no gbifid in the input: none out
+    expected = predict_proba(booster, features.head(50))
+    np.testing.assert_allclose(predicted["probability"], expected)
+    assert predicted["presence"].tolist() == (expected >= 0.4).astype(int).tolist()
+    np.testing.assert_allclose(mlflow.lightgbm.load_model(str(path)).predict(features.head(50)), expected)
     meta = Model.load(str(path)).metadata
     assert meta["threshold"] == 0.4 and meta["features"] == list(features.columns)
+    assert meta["categories"] == ({"cover": ["forest", "grass"]} if categorical else {})
 
 
 def test_metadata_file(tmp_path):

@@ -50,6 +50,30 @@ def test_run_json_trains_registers_and_deploys(data):
     assert all(run.tags.get("correlation_id") == result["correlation_id"] for run in runs)
     assert all(run.is_success for run in runs)
 
+    # The registered version names its train-to-deploy run and is sourced from it: cleaning the storage folder
+    # leaves it loadable (biodiv batch-score reads it from the run's artifacts).
+    import shutil
+
+    import mlflow
+
+    name = result["model_name"]
+    uri = settings.mlflow_tracking_uri()  # explicit: an earlier test may have left MLflow's global URI elsewhere
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version(name, result["registered_version"])
+    deploy_run = client.get_run(version.run_id)
+    assert deploy_run.data.tags["step"] == "train_to_deploy"
+    assert deploy_run.data.tags["correlation_id"] == result["correlation_id"]
+    assert version.source == f"runs:/{version.run_id}/lgbm_gbif_model"
+    shutil.rmtree(settings.storage_root())
+    features = next((data / "everglades-training-features" / "1").iterdir())
+    out = settings.biodiv_home() / "scored.csv"
+    scored = biodiv(
+        "batch-score", "--site", "everglades", "--species", "Cygnus buccinator", "--input", str(features),
+        "--output", str(out), "--json",
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert json.loads(scored.stdout.strip().splitlines()[-1])["rows"] == 500
+
 
 @pytest.mark.parametrize(
     ("species", "message"),

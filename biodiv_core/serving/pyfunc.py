@@ -1,0 +1,79 @@
+"""The MLflow pyfunc of ``lgbm_gbif_model``: ``mlflow.pyfunc.load_model(folder).predict(raw_features)``.
+
+The MLmodel's ``python_function`` flavor names this module as its ``loader_module``; the model folder carries a
+copy of ``biodiv_core`` under ``code/`` (MLflow puts it on ``sys.path`` before importing this module), so the
+folder loads wherever its requirements are installed. ``predict`` is `biodiv_core.serving.scoring.score`, with
+the feature columns, training levels and threshold from the MLmodel ``metadata``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from biodiv_core.errors import DataContractError
+from biodiv_core.serving.scoring import ModelInputs, score
+
+CODE_DIR = "code"  # where MLflow's code_paths put the copy of biodiv_core
+
+
+class LgbmGbifModel:
+    """A LightGBM booster with its training levels and threshold; ``predict`` scores a raw features table."""
+
+    def __init__(self, booster, inputs: ModelInputs):
+        self.booster = booster
+        self.inputs = inputs
+        self.unseen_levels: dict[str, int] = {}  # per categorical column, of the last predict call
+
+    def get_raw_model(self) -> LgbmGbifModel:
+        """What ``PyFuncModel.get_raw_model()`` returns: this object (booster, inputs, unseen_levels)."""
+        return self
+
+    def predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        try:
+            result = score(pd.DataFrame(model_input), self.booster, self.inputs)
+        except DataContractError as exc:
+            if "is missing column" not in str(exc):
+                raise
+            raise DataContractError(
+                f"{exc} Through mlflow.pyfunc the model's signature applies first: MLflow passes on only the "
+                f"columns it names, spelled exactly so ({self.inputs.features}); rename columns in other case."
+            ) from exc
+        self.unseen_levels = dict(result.attrs.get("unseen_levels", {}))
+        return result
+
+
+def load_folder(model_dir: str | os.PathLike) -> LgbmGbifModel:
+    """The model in a saved MLflow LightGBM model folder (booster from the ``lightgbm`` flavor, metadata)."""
+    import lightgbm as lgb
+    from mlflow.models import Model
+
+    folder = Path(model_dir)
+    meta = Model.load(os.fspath(folder))
+    model_file = meta.flavors.get("lightgbm", {}).get("data", "model.lgb")
+    booster = lgb.Booster(model_file=os.fspath(folder / model_file))
+    name = (meta.metadata or {}).get("registry_name") or folder.name
+    return LgbmGbifModel(booster, ModelInputs.from_metadata(meta.metadata, booster, model=str(name)))
+
+
+def _load_pyfunc(path: str, model_config: dict | None = None) -> LgbmGbifModel:
+    """MLflow's loader hook: ``path`` is the flavor's data (the model file) inside the model folder."""
+    target = Path(path)
+    folder = target.parent if target.is_file() else target
+    model = load_folder(folder)
+    _drop_code_path(folder / CODE_DIR)
+    return model
+
+
+def _drop_code_path(code_dir: Path) -> None:
+    """Take the folder's ``code/`` off ``sys.path`` again once this module is imported.
+
+    MLflow prepends it for good; left there, every later ``import biodiv_core`` that is not already in
+    ``sys.modules`` (a ``spawn`` child inherits ``sys.path``) would get this model's copy instead of the installed
+    package. Modules already imported keep working: their package ``__path__`` finds their submodules.
+    """
+    resolved = os.path.realpath(code_dir)
+    sys.path[:] = [entry for entry in sys.path if not entry or os.path.realpath(entry) != resolved]

@@ -1,0 +1,199 @@
+"""The one scoring path: a raw features table in, ``gbifid`` + ``probability`` + ``presence`` out (DESIGN section 6).
+
+The MLflow pyfunc (`serving.pyfunc`), `biodiv batch-score` (`serving.batch_scoring`) and the habitat maps
+(`serving.habitat`) all call `score`; `biodiv_core.training.model.predict_proba` predicts underneath.
+
+What a raw table may look like: any column order, column names in any case (``LAND_COVER``, ``gbifID``), extra
+columns (ids, coordinates, anything else; ignored). Each training feature column must be there. Numeric features
+must hold numbers (a text value is a `DataContractError` naming the column and examples). Categorical features
+are re-coded with the training levels (`ModelInputs.categories`): a value never seen in training becomes missing,
+is counted per column (``result.attrs["unseen_levels"]``) and logged as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from biodiv_core.errors import ConfigError, DataContractError
+from biodiv_core.training.model import feature_names, predict_proba
+
+logger = logging.getLogger(__name__)
+
+ID_COLUMN = "gbifid"
+DEFAULT_THRESHOLD = 0.5
+OUTPUT_COLUMNS = (ID_COLUMN, "probability", "presence")
+
+
+def validate_threshold(threshold: float) -> float:
+    if not (isinstance(threshold, int | float) and not math.isnan(threshold) and 0.0 < threshold < 1.0):
+        raise ConfigError(f"threshold={threshold!r} must be a probability strictly between 0 and 1, e.g. 0.5.")
+    return float(threshold)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model needs of its input: feature columns (training order), training levels, decision threshold."""
+
+    features: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    threshold: float = DEFAULT_THRESHOLD
+    model: str = "the model"  # named in error messages
+
+    def to_dict(self) -> dict:
+        return {"features": list(self.features), "categories": dict(self.categories), "threshold": self.threshold}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None, booster, model: str = "the model") -> ModelInputs:
+        """From a saved model's MLmodel metadata; models saved without levels get them from the booster."""
+        metadata = metadata or {}
+        if "features" in metadata and "categories" in metadata:
+            return cls.from_dict(metadata, model)
+        return model_inputs(booster, threshold=float(metadata.get("threshold", DEFAULT_THRESHOLD)), name=model)
+
+    @classmethod
+    def from_dict(cls, data: dict, model: str = "the model") -> ModelInputs:
+        return cls(
+            features=[str(c) for c in data["features"]],
+            categories={str(k): [str(v) for v in levels] for k, levels in (data.get("categories") or {}).items()},
+            threshold=validate_threshold(float(data.get("threshold", DEFAULT_THRESHOLD))),
+            model=model,
+        )
+
+
+def _categorical_columns(booster, sample: pd.DataFrame | None) -> list[str]:
+    names = feature_names(booster)
+    if sample is not None:
+        return [c for c in names if c in sample.columns and _is_text_or_category(sample[c])]
+    # Without a sample: LightGBM lists category values (non-empty) only for categorical features.
+    infos = booster.dump_model().get("feature_infos", {})
+    return [c for c in names if infos.get(c, {}).get("values")]
+
+
+def _is_text_or_category(column: pd.Series) -> bool:
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return True
+    return pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+
+
+def model_inputs(
+    model, sample: pd.DataFrame | None = None, threshold: float = DEFAULT_THRESHOLD, name: str = "the model"
+) -> ModelInputs:
+    """`ModelInputs` of a fitted LightGBM model; training levels from the booster (LightGBM keeps them)."""
+    booster = getattr(model, "booster_", model)
+    categorical = _categorical_columns(booster, sample)
+    levels = getattr(booster, "pandas_categorical", None) or []
+    if len(levels) != len(categorical):
+        raise DataContractError(
+            f"{name}: LightGBM kept {len(levels)} list(s) of training levels but {len(categorical)} feature(s) are "
+            f"categorical ({categorical}); save the model with the frame it was trained on as `sample`."
+        )
+    categories = {c: [str(v) for v in lv] for c, lv in zip(categorical, levels, strict=True)}
+    return ModelInputs(feature_names(booster), categories, validate_threshold(threshold), name)
+
+
+def _match_columns(frame: pd.DataFrame, wanted: list[str], what: str) -> dict[str, str]:
+    """{wanted name: the frame's column}, names compared case-insensitively (and stripped)."""
+    by_key: dict[str, str] = {}
+    for column in frame.columns:
+        by_key.setdefault(str(column).strip().lower(), column)
+    found = {name: by_key[name.lower()] for name in wanted if name.lower() in by_key}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise DataContractError(
+            f"The input is missing column(s) {missing} that {what} was trained on "
+            f"(columns given: {[str(c) for c in frame.columns][:20]}); give a table with columns {wanted} "
+            "(names in any case, extra columns ignored)."
+        )
+    return found
+
+
+def _numeric(column: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        return column.astype("float64")
+    converted = pd.to_numeric(column, errors="coerce")
+    bad = column[converted.isna() & column.notna() & (column.astype(str).str.strip() != "")]
+    if len(bad):
+        raise DataContractError(
+            f"Feature column {name!r} must be numeric but holds {len(bad)} non-numeric value(s), e.g. "
+            f"{list(pd.unique(bad.astype(str)))[:5]}. Fix or blank those values."
+        )
+    return converted.astype("float64")
+
+
+def _as_level_text(column: pd.Series) -> pd.Series:
+    """Values as the training levels are written (text); integral numbers without a trailing ``.0``."""
+    if pd.api.types.is_float_dtype(column.dtype):
+        integral = column.dropna()
+        if len(integral) and (integral == np.floor(integral)).all():
+            return column.map(lambda v: v if pd.isna(v) else str(int(v)))
+    return column.map(lambda v: v if pd.isna(v) else str(v))
+
+
+def _recode(column: pd.Series, levels: list[str]) -> tuple[pd.Series, int, list[str]]:
+    text = _as_level_text(column.astype(object) if isinstance(column.dtype, pd.CategoricalDtype) else column)
+    coded = pd.Categorical(text, categories=levels)
+    unseen_mask = text.notna().to_numpy() & (np.asarray(coded.codes) < 0)
+    examples = list(pd.unique(text[unseen_mask]))[:5]
+    return pd.Series(coded, index=column.index, name=column.name), int(unseen_mask.sum()), examples
+
+
+def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The model's feature frame (training order and types) from a raw table, and unseen-level counts per column."""
+    if not isinstance(raw, pd.DataFrame):
+        raise DataContractError(f"Scoring needs a table (pandas DataFrame), got {type(raw).__name__}.")
+    found = _match_columns(raw, inputs.features, inputs.model)
+    out: dict[str, pd.Series] = {}
+    unseen: dict[str, int] = {}
+    for name in inputs.features:
+        column = raw[found[name]]
+        if name in inputs.categories:
+            out[name], count, examples = _recode(column, inputs.categories[name])
+            if count:
+                unseen[name] = count
+                logger.warning(
+                    "%s: %d value(s) of %r not seen in training (e.g. %s) scored as missing; training levels: %s",
+                    inputs.model,
+                    count,
+                    name,
+                    examples,
+                    inputs.categories[name][:20],
+                )
+        else:
+            out[name] = _numeric(column, name)
+    return pd.DataFrame(out, index=raw.index), unseen
+
+
+def score(raw: pd.DataFrame, model, inputs: ModelInputs, threshold: float | None = None) -> pd.DataFrame:
+    """Predictions for every row of ``raw``, in input order: gbifid (when given), probability, presence (0/1).
+
+    ``threshold`` None means the model's own (``inputs.threshold``). ``attrs["unseen_levels"]`` counts, per
+    categorical column, values scored as missing because training never saw them. An empty table gives an
+    empty result.
+    """
+    threshold = inputs.threshold if threshold is None else validate_threshold(threshold)
+    features, unseen = prepare(raw, inputs)
+    probability = predict_proba(model, features) if len(features) else np.empty(0, dtype=float)
+    if len(probability) != len(features):
+        raise DataContractError(f"{inputs.model} returned {len(probability)} probabilities for {len(features)} rows.")
+    result = pd.DataFrame(index=range(len(features)))
+    ids = _match_optional(raw, ID_COLUMN)
+    if ids is not None:
+        result[ID_COLUMN] = raw[ids].to_numpy()
+    result["probability"] = np.asarray(probability, dtype="float64")
+    result["presence"] = (result["probability"] >= threshold).astype("int64")
+    result.attrs["unseen_levels"] = unseen
+    result.attrs["threshold"] = threshold
+    return result
+
+
+def _match_optional(frame: pd.DataFrame, name: str) -> str | None:
+    for column in frame.columns:
+        if str(column).strip().lower() == name:
+            return column
+    return None
