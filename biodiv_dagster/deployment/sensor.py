@@ -39,13 +39,18 @@ def registration_run_requests(
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=WATCHED_ASSET, after_storage_id=after), limit=limit, ascending=True
     ).records
-    requests = []
+    requests, first_unfinished = [], None
     for record in records:
         partition = record.partition_key
         if not partition or already_registering(instance, record.storage_id):
             continue  # an unpartitioned report cannot name a partition; a registered model is not registered again
-        metadata = metadata_values(record.asset_materialization)
         run = instance.get_run_by_id(record.run_id) if record.run_id else None
+        if run is not None and not run.is_finished:
+            # The training run is still going: its `scores` may come after `deployable_model` (steps run one at
+            # a time). Register once it has ended; the cursor stays before this event until then.
+            first_unfinished = first_unfinished or record.storage_id
+            continue
+        metadata = metadata_values(record.asset_materialization)
         correlation_id = metadata.get("correlation_id") or (run.tags.get("correlation_id") if run else None)
         requests.append(
             dg.RunRequest(
@@ -57,6 +62,9 @@ def registration_run_requests(
                 },
             )
         )
+    if first_unfinished is not None:
+        # Events after it that were requested now are seen again next tick and skipped (already_registering).
+        return requests, str(first_unfinished - 1)
     new_cursor = str(records[-1].storage_id) if records else cursor
     return requests, new_cursor
 
