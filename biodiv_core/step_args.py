@@ -50,8 +50,11 @@ def setting_arg() -> Any:
     return field(metadata={"role": SETTING})
 
 
-def _setting_metadata() -> dict[str, Mapping[str, Any]]:
-    return {f.name: f.metadata for f in setting_fields()}
+def _rules(f: dataclasses.Field) -> Mapping[str, Any]:
+    """Help and checks of a field: its own, or for a `setting_arg` those of the run setting of its name."""
+    if f.metadata.get("role") != SETTING:
+        return f.metadata
+    return next(setting.metadata for setting in setting_fields() if setting.name == f.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,10 +80,8 @@ class StepArgs:
         validate_name(self.species, "species")
         if self.partition is None:
             object.__setattr__(self, "partition", f"{slugify(self.site, 'site')}|{slugify(self.species)}")
-        settings_metadata = _setting_metadata()
         for f in dataclasses.fields(self):
-            metadata = settings_metadata[f.name] if f.metadata.get("role") == SETTING else f.metadata
-            check_value(f.name, getattr(self, f.name), metadata)
+            check_value(f.name, getattr(self, f.name), _rules(f))
 
     # --- what the launcher needs ------------------------------------------------------------------
 
@@ -132,9 +133,8 @@ class StepArgs:
         doc = (cls.__doc__ or "").strip().splitlines()
         parser = argparse.ArgumentParser(prog=f"python -m azureml_steps.{cls.step}", description=doc[0] if doc else "")
         hints = typing.get_type_hints(cls)
-        settings_metadata = _setting_metadata()
         for f in dataclasses.fields(cls):
-            metadata = settings_metadata[f.name] if f.metadata.get("role") == SETTING else f.metadata
+            metadata = _rules(f)
             kind = value_type(hints[f.name])
             help_text = metadata.get("help", "")
             if f.metadata.get("role") == SETTING:
