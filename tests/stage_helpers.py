@@ -37,25 +37,17 @@ def run_train(
     return train_stage.run_train(args)
 
 
+def _step_args(args_type, site, species, locations: dict, values: dict):
+    """A step's arguments: paths as text, one LightGBM thread unless ``values`` say otherwise."""
+    paths = {name: str(path) for name, path in locations.items()}
+    return args_type(site=site, species=species, **paths, **{"num_threads": 1, **values})
+
+
 def run_score(best_parameters, split, output, *, site=SITE, species=SPECIES, **values) -> dict:
-    args = ScoreArgs(
-        site=site,
-        species=species,
-        best_parameters=str(best_parameters),
-        split=str(split),
-        output=str(output),
-        **{"num_threads": 1, **values},
-    )
-    return score_stage.run_score(args)
+    locations = {"best_parameters": best_parameters, "split": split, "output": output}
+    return score_stage.run_score(_step_args(ScoreArgs, site, species, locations, values))
 
 
 def run_train_to_deploy(prepared, best_parameters, output, *, site=SITE, species=SPECIES, **values) -> dict:
-    args = DeployArgs(
-        site=site,
-        species=species,
-        prepared=str(prepared),
-        best_parameters=str(best_parameters),
-        output=str(output),
-        **{"num_threads": 1, **values},
-    )
-    return deploy_stage.run_train_to_deploy(args)
+    locations = {"prepared": prepared, "best_parameters": best_parameters, "output": output}
+    return deploy_stage.run_train_to_deploy(_step_args(DeployArgs, site, species, locations, values))
