@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from azureml_steps import reporting
+from azureml_steps._orphan import exit_with_parent
 from biodiv_core.step_args import CORRELATION_ENV, StepArgs
 
 logger = logging.getLogger("azureml_steps")
@@ -65,6 +66,12 @@ def configure_logging(correlation_id: str, level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _errors_quiet() -> bool:
+    """``BIODIV_STEP_LOG_LEVEL=CRITICAL`` (what `biodiv run` sets without --verbose): the launching CLI prints the
+    failure's one line itself (from the error file), so the step prints neither the line nor a traceback."""
+    return os.environ.get(LOG_LEVEL_ENV, "INFO").strip().upper() == "CRITICAL"
+
+
 def _write_error_file(exc: BaseException, user_error: bool) -> None:
     target = os.environ.get(ERROR_FILE_ENV)
     if not target:
@@ -93,6 +100,7 @@ def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     # SIGTERM (a cancelled AzureML job, `kill`, a container stop) unwinds like Ctrl-C: MLflow runs end FAILED
     # and half-written output folders are removed, instead of the process vanishing mid-write.
     previous = _on_sigterm(_terminated)
+    exit_with_parent()  # after the handler: a launcher killed with SIGKILL takes its step down the same way
     args = args.replace(correlation_id=resolve_correlation_id(args.correlation_id))
     configure_logging(args.correlation_id)
     logger.info("step %s starting (%s)", args.step, args.partition)
@@ -103,13 +111,18 @@ def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
         except BiodivError as exc:
             code = 2
             logger.debug("step %s failed", args.step, exc_info=True)
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            if not _errors_quiet():
+                print(f"error: {exc}", file=sys.stderr, flush=True)
             reporting.log_error(f"step {args.step} failed: {exc}")
             _write_error_file(exc, user_error=True)
         except Exception as exc:
             code = 1
-            traceback.print_exc()
-            reporting.log_error(f"step {args.step} failed with an unexpected {type(exc).__name__}: {exc}")
+            if not _errors_quiet():
+                traceback.print_exc()
+            # The traceback goes to the orchestrator's log either way (the Dagster event log, the UI).
+            reporting.log_error(
+                f"step {args.step} failed with an unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            )
             _write_error_file(exc, user_error=False)
         finally:
             if previous is not None:

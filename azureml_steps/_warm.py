@@ -209,7 +209,11 @@ def run(path: str, module: str, args: list[str]) -> int:
     except OSError:
         sock.close()
         return _cold(module, args)  # no server (gone idle, not started): the plain way
-    request = {"module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
+    from azureml_steps._orphan import PARENT_ENV, exit_with_parent
+
+    # This client is the launcher's child: it watches the launcher (and relays the SIGTERM), the step its supervisor.
+    env = {key: value for key, value in os.environ.items() if key != PARENT_ENV}
+    request = {"module": module, "args": args, "cwd": os.getcwd(), "env": env}
     _send(sock, request, fds=[0, 1, 2])
     started, _ = _recv(sock)
     if started is None or started.get("cold"):
@@ -224,6 +228,7 @@ def run(path: str, module: str, args: list[str]) -> int:
 
     for number in RELAYED_SIGNALS:
         signal.signal(number, relay)
+    exit_with_parent()
     while True:
         try:
             finished, _ = _recv(sock)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from biodiv_core.data.feature_checks import check_feature_names, check_finite
 from biodiv_core.errors import DataContractError
 
 ID_COLUMN = "gbifid"
@@ -63,7 +64,20 @@ def _lower_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame.set_axis(lowered, axis=1)
 
 
+def _delimiter_hint(frame: pd.DataFrame) -> str:
+    """A one-column table whose header holds ';', tab or '|' was written with another delimiter."""
+    if len(frame.columns) != 1:
+        return ""
+    header = str(frame.columns[0])
+    for delimiter, shown in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if delimiter in header:
+            return f" The file looks separated by {shown}, not commas: save it as comma-separated CSV."
+    return ""
+
+
 def _require(frame: pd.DataFrame, column: str, source: str, what: str) -> None:
+    if column not in frame.columns and _delimiter_hint(frame):
+        raise DataContractError(f"{source} has a single column {frame.columns[0]!r}.{_delimiter_hint(frame)}")
     if column not in frame.columns:
         raise DataContractError(
             f"{source} has no {column!r} column ({what}); its columns are: {', '.join(map(str, frame.columns))}. "
@@ -233,8 +247,11 @@ def _feature_frame(frame: pd.DataFrame, columns: list[str], source: str) -> pd.D
             out[name] = col.cat.remove_unused_categories()  # a category of numbers was made one on purpose
         elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
             out[name] = col.astype(np.float32, copy=False)
+            check_finite(out[name], col, name, source)
         elif isinstance(col.dtype, pd.CategoricalDtype) or _is_text(col.dtype):
             out[name] = _text_feature(col, name, source)
+            if not isinstance(out[name].dtype, pd.CategoricalDtype):
+                check_finite(out[name], col, name, source)
         else:
             raise DataContractError(
                 f"{source}: feature column {name!r} has type {col.dtype}, which is neither numeric nor text. "
@@ -290,6 +307,7 @@ def prepare_dataset(
         predictors = [c.strip().lower() for c in feature_columns]
         for name in predictors:
             _require(features, name, features_source, "a requested feature")
+    check_feature_names(predictors, features_source)
     if not predictors:
         raise DataContractError(
             f"{features_source} has no feature columns besides {id_column!r} and the coordinates: "

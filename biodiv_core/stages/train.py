@@ -23,6 +23,7 @@ from biodiv_core.stages.common import (
     write_frame,
 )
 from biodiv_core.step_args import TrainArgs
+from biodiv_core.training.lightgbm_check import check_with_lightgbm
 from biodiv_core.training.params import load_params
 from biodiv_core.training.tuning import tune
 
@@ -33,6 +34,7 @@ TEST_SIZE = 0.2
 def run_train(args: TrainArgs) -> dict:
     """Split (stratified, seeded) and tune; ``args.cv_strategy`` picks the tuning folds."""
     config = load_params(args.params_config)  # fail on a bad config before reading data
+    check_with_lightgbm(config)
     data = load_prepared(Path(args.prepared))
     split = split_train_test(data.features, data.targets, test_size=TEST_SIZE, seed=args.seed)
     logger.info(

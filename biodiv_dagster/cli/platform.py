@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     _data_root_option(run)
     _training_options(run)
     run.add_argument("--json", action="store_true", help="print one JSON object with the outcome")
+    _verbose_option(run)
     run.set_defaults(handler=cmd_run)
 
     main = subparsers.add_parser(
@@ -42,11 +43,28 @@ def register(subparsers) -> None:
     _training_options(main)
     main.add_argument("--rows", type=int, default=4000, help="points per site of generated sample data")
     main.add_argument("--parallel", type=int, default=2, help="partitions trained at once (default 2)")
+    _verbose_option(main)
     main.set_defaults(handler=cmd_main)
 
     ui = subparsers.add_parser("ui", help="Start the Dagster UI and daemon (dagster dev) on the local state.")
     ui.add_argument("--port", default="3000", help="webserver port (default 3000)")
     ui.set_defaults(handler=cmd_ui)
+
+
+def _verbose_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print Dagster's warnings and errors, step warnings and stack traces (all are in the Dagster "
+        "event log either way)",
+    )
+
+
+def _step_output(verbose: bool) -> bool:
+    """Steps print warnings (and tracebacks) only with --verbose; a failure is the CLI's one `error:` line.
+    Returns whether in-process runs stay quiet."""
+    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING" if verbose else "CRITICAL")
+    return not verbose
 
 
 def _data_root_option(parser: argparse.ArgumentParser) -> None:
@@ -101,19 +119,32 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _open_instance():
+    """The instance, after failing the runs a killed `biodiv run`/`main` left STARTED (training/orphans.py)."""
     from biodiv_dagster.instance import get_instance
-    from biodiv_dagster.training.runner import run_partition
+    from biodiv_dagster.training.orphans import fail_orphaned_runs
+
+    instance = get_instance()
+    for run_id in fail_orphaned_runs(instance):
+        print(f"marked run {run_id} FAILED: the process that ran it was killed", file=sys.stderr)
+    return instance
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from biodiv_dagster.training.preflight import preflight
+    from biodiv_dagster.training.runner import check_inputs, run_partition
 
     _use_data_root(args.data_root)
-    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    check_inputs(args.site, args.species)  # names and data first: the cheapest checks, and the likeliest mistakes
+    preflight()
+    quiet = _step_output(args.verbose)
     # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.
     with _stdout_to_stderr(args.json):
         outcome = run_partition(
-            get_instance(),
+            _open_instance(),
             args.site,
             args.species,
-            quiet=True,
+            quiet=quiet,
             **_settings(args),
         )
     summary = outcome.summary
@@ -166,17 +197,18 @@ def ensure_sample_data(rows: int) -> str | None:
 
 def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_core import settings
-    from biodiv_dagster.instance import get_instance
     from biodiv_dagster.partitions import partition_key
+    from biodiv_dagster.training.preflight import preflight
     from biodiv_dagster.training.runner import latest_storage_id, partition_summary, register_new_models
     from biodiv_dagster.training.sync import sync_partitions
 
-    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    quiet = _step_output(args.verbose)
     started = time.monotonic()
+    preflight()
     generated = ensure_sample_data(args.rows)
     if generated:
         print(f"generated sample data in {generated}")
-    instance = get_instance()
+    instance = _open_instance()
     synced = sync_partitions(instance)
     for reason in synced.plan.skipped:
         print(f"skipped {reason}")
@@ -190,9 +222,9 @@ def cmd_main(args: argparse.Namespace) -> int:
         return 2
     before = latest_storage_id(instance, "deployable_model")
     options = _settings(args)
-    failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel)
+    failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel, quiet)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
-    register_new_models(instance, before, partitions=keys, quiet=True)
+    register_new_models(instance, before, partitions=keys, quiet=quiet)
 
     rows = [partition_summary(instance, str(partition_key(a, b))) for a, _, b, _ in pairs]
     print()
@@ -209,7 +241,7 @@ def cmd_main(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int) -> list[str]:
+def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int, quiet: bool = True) -> list[str]:
     """Train every (site, species) through Dagster, ``parallel`` partitions at a time; returns the failures.
 
     Each worker is its own process with its own in-process Dagster run on the shared instance (as
@@ -225,7 +257,9 @@ def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int) -> li
     failures = []
     print(f"training {len(pairs)} partitions through Dagster, {max(1, parallel)} at a time ...", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_worker, site, species, options): (site, species) for site, species in pairs}
+        futures = {
+            pool.submit(_train_worker, site, species, options, quiet): (site, species) for site, species in pairs
+        }
         for future in as_completed(futures):
             site, species = futures[future]
             error, seconds = future.result()
@@ -237,13 +271,13 @@ def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int) -> li
     return failures
 
 
-def _train_worker(site: str, species: str, options: dict) -> tuple[str | None, float]:
+def _train_worker(site: str, species: str, options: dict, quiet: bool = True) -> tuple[str | None, float]:
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.training.runner import train_partition
 
     started = time.monotonic()
     try:
-        train_partition(get_instance(), site, species, quiet=True, **options)
+        train_partition(get_instance(), site, species, quiet=quiet, **options)
     except Exception as exc:  # reported by the parent; one bad partition must not stop the others
         return f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc), time.monotonic() - started
     return None, time.monotonic() - started
@@ -273,6 +307,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from biodiv_core.settings import REPO_ROOT
     from biodiv_dagster.instance import ensure_dagster_home
 
+    _open_instance()
     home = ensure_dagster_home()
     print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home}); Ctrl-C stops it.", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", "workspace.yaml"]

@@ -13,7 +13,15 @@ from biodiv_core.errors import BiodivError, NotFoundError
 from biodiv_dagster.correlation import CORRELATION_TAG, correlation_id_from_tags
 from biodiv_dagster.deployment import gate
 from biodiv_dagster.deployment.backend import DeploymentBackend
-from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, latest_record, matching_record, metadata_values, require
+from biodiv_dagster.deployment.serial import deployment_lock
+from biodiv_dagster.deployment.upstream import (
+    STORAGE_ID_TAG,
+    latest_record,
+    matching_record,
+    metadata_values,
+    require,
+    run_record,
+)
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
 from biodiv_dagster.retry import STEP_RETRY_POLICY
 
@@ -79,9 +87,11 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
     model_meta = metadata_values(model_record.asset_materialization)
     model_uri = str(model_meta.get("model_uri") or require(model_meta, "model_path", "deployable_model", partition))
     correlation_id = _correlation_id(context, model_meta.get("correlation_id"))
-    scores_meta = metadata_values(
-        matching_record(instance, "scores", partition, model_meta.get("correlation_id")).asset_materialization
+    # The scores of the training run that made this model; else the newest with its correlation id.
+    scores_record = run_record(instance, "scores", partition, model_record.run_id) or matching_record(
+        instance, "scores", partition, model_meta.get("correlation_id")
     )
+    scores_meta = metadata_values(scores_record.asset_materialization)
     roc_auc = float(require(scores_meta, "roc_auc", "scores", partition))
 
     site, species = _display_names(instance, partition)
@@ -132,14 +142,32 @@ def batch_deployment(
     context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, quality_gate: QualityGate
 ) -> dg.MaterializeResult:
     partition = context.partition_key
-    registered = metadata_values(latest_record(context.instance, "registered_model", partition).asset_materialization)
+    with deployment_lock(partition):  # another run of this partition may be deploying right now (serial.py)
+        return _gate_and_deploy(context, deployment_backend, quality_gate, partition)
+
+
+def _version_number(version: object) -> int | None:
+    try:
+        return int(str(version))
+    except ValueError:
+        return None
+
+
+def _gate_and_deploy(
+    context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, quality_gate: QualityGate, partition: str
+) -> dg.MaterializeResult:
+    # This run's own registration (a concurrent run's may be the partition's latest), else the latest.
+    record = run_record(context.instance, "registered_model", partition, context.run.run_id)
+    registered = metadata_values(
+        (record or latest_record(context.instance, "registered_model", partition)).asset_materialization
+    )
     name = str(require(registered, "model_name", "registered_model", partition))
     candidate = str(require(registered, "registered_version", "registered_model", partition))
     roc_auc = registered.get("roc_auc")
     correlation_id = _correlation_id(context, registered.get("correlation_id"))
 
     current = deployment_backend.deployed_version(name)
-    decision = gate.decide(
+    decision = _newer_deployed(current, candidate) or gate.decide(
         float(roc_auc) if roc_auc is not None else None,
         current.roc_auc if current else None,
         has_deployed=current is not None,
@@ -169,6 +197,19 @@ def batch_deployment(
         metadata["deployed_version"] = current.version
     context.log.info(f"[{correlation_id}] {name} v{candidate}: {decision.reason}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _newer_deployed(current, candidate: str) -> gate.GateDecision | None:
+    """Keep what is deployed when it is this version or a newer one: versions are numbered in registration order,
+    and a run that registered earlier but reaches the gate later must not put its older model back."""
+    if current is None:
+        return None
+    deployed, mine = _version_number(current.version), _version_number(candidate)
+    if deployed is None or mine is None or deployed < mine:
+        return None
+    if deployed == mine:
+        return gate.GateDecision(False, f"kept: version {candidate} is already deployed")
+    return gate.GateDecision(False, f"not deployed: the newer version {current.version} is already deployed")
 
 
 register_and_deploy_job = dg.define_asset_job(

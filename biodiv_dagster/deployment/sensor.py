@@ -18,14 +18,33 @@ def run_key(partition: str, storage_id: int) -> str:
     return f"register-{partition}-{storage_id}"
 
 
-def already_registering(instance: dg.DagsterInstance, storage_id: int) -> bool:
-    """A registration run for this materialization exists and did not fail (e.g. `biodiv run` did it in process).
+def registration_run(instance: dg.DagsterInstance, storage_id: int) -> dg.DagsterRun | None:
+    """A registration run for this materialization that did not fail (e.g. `biodiv run` did it in process).
 
     Run keys dedupe only the sensor's own requests; in-process runs carry the storage id tag instead.
     """
     records = instance.get_run_records(filters=dg.RunsFilter(tags={STORAGE_ID_TAG: str(storage_id)}), limit=5)
     failed = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-    return any(record.dagster_run.status not in failed for record in records)
+    return next((r.dagster_run for r in records if r.dagster_run.status not in failed), None)
+
+
+def already_registering(instance: dg.DagsterInstance, storage_id: int) -> bool:
+    return registration_run(instance, storage_id) is not None
+
+
+def registration_request(record: dg.EventLogRecord, run: dg.DagsterRun | None) -> dg.RunRequest:
+    """The register-and-deploy run for one deployable_model materialization (of the training run ``run``)."""
+    partition = str(record.partition_key)
+    metadata = metadata_values(record.asset_materialization)
+    correlation_id = metadata.get("correlation_id") or (run.tags.get("correlation_id") if run else None)
+    return dg.RunRequest(
+        run_key=run_key(partition, record.storage_id),
+        partition_key=partition,
+        tags={
+            "correlation_id": str(correlation_id or record.run_id or run_key(partition, record.storage_id)),
+            STORAGE_ID_TAG: str(record.storage_id),
+        },
+    )
 
 
 def registration_run_requests(
@@ -50,18 +69,7 @@ def registration_run_requests(
             # a time). Register once it has ended; the cursor stays before this event until then.
             first_unfinished = first_unfinished or record.storage_id
             continue
-        metadata = metadata_values(record.asset_materialization)
-        correlation_id = metadata.get("correlation_id") or (run.tags.get("correlation_id") if run else None)
-        requests.append(
-            dg.RunRequest(
-                run_key=run_key(partition, record.storage_id),
-                partition_key=partition,
-                tags={
-                    "correlation_id": str(correlation_id or record.run_id or run_key(partition, record.storage_id)),
-                    STORAGE_ID_TAG: str(record.storage_id),
-                },
-            )
-        )
+        requests.append(registration_request(record, run))
     if first_unfinished is not None:
         # Events after it that were requested now are seen again next tick and skipped (already_registering).
         return requests, str(first_unfinished - 1)

@@ -35,6 +35,24 @@ def latest_record(
     return records[0]
 
 
+def run_record(
+    instance: dg.DagsterInstance, asset: str, partition: str, run_id: str | None, window: int = 50
+) -> dg.EventLogRecord | None:
+    """The newest materialization of ``asset`` for ``partition`` made by run ``run_id`` (None if it made none).
+
+    What a run pairs with its own upstream output: the partition's latest may be another run's that ran at the same
+    time (two `biodiv run`s of one partition). Read from the asset index (its storage ids are the ones the
+    registration sensor and STORAGE_ID_TAG use; SQLite's per-run event logs number their events apart).
+    """
+    if not run_id:
+        return None
+    records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)])
+    for record in instance.fetch_materializations(records_filter, limit=window).records:
+        if record.run_id == run_id:
+            return record
+    return None
+
+
 def matching_record(
     instance: dg.DagsterInstance, asset: str, partition: str, correlation_id: str | None, window: int = 20
 ) -> dg.EventLogRecord:

@@ -29,6 +29,7 @@ warnings.filterwarnings("ignore", message=r"Function `PipesMessageReader\.expect
 
 ERROR_FILE_ENV = "BIODIV_STEP_ERROR_FILE"  # same name as azureml_steps._cli.ERROR_FILE_ENV
 RUN_FILE_ENV = "BIODIV_MLFLOW_RUN_FILE"  # same name as biodiv_core.tracking.RUN_FILE_ENV
+STEP_PARENT_ENV = "BIODIV_STEP_PARENT_PID"  # same name as azureml_steps._orphan.PARENT_ENV
 
 
 class LocalStepLauncher(StepLauncher):
@@ -68,6 +69,7 @@ def step_env(spec: StepSpec) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri(),
         "BIODIV_CORRELATION_ID": spec.correlation_id,
         "PYTHONUNBUFFERED": "1",
+        STEP_PARENT_ENV: str(os.getpid()),  # the step exits when this process dies (azureml_steps/_orphan.py)
     }
     threads = spec.params.get("num_threads")
     if threads:

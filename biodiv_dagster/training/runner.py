@@ -16,13 +16,15 @@ from biodiv_core.errors import BiodivError
 from biodiv_core.evaluation.outputs import QUALITY_SCORE_KEYS
 from biodiv_dagster.correlation import CORRELATION_TAG, new_correlation_id
 from biodiv_dagster.partitions import partition_key
+from biodiv_dagster.training.orphans import launcher_tag
 
 TRAIN_JOB = "train_models"
 REGISTER_JOB = "register_and_deploy_job"
 
 
-# Run config that keeps in-process runs from printing every Dagster event (they are all in the instance).
-QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+# Run config that keeps in-process runs from printing Dagster events on the terminal, errors included: they are all
+# in the instance (the UI shows each failure with its stack trace), and the CLI prints the failure's one line.
+QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 
 
 class RunFailedError(BiodivError):
@@ -99,7 +101,7 @@ def train_partition(
             instance=instance,
             partition_key=key,
             run_config=_quiet(training_run_config(**settings), quiet),
-            tags={CORRELATION_TAG: correlation_id or new_correlation_id()},
+            tags={CORRELATION_TAG: correlation_id or new_correlation_id(), **launcher_tag()},
             raise_on_error=False,
         )
     )
@@ -131,23 +133,62 @@ def register_new_models(
         for request in requests:
             if partitions is not None and request.partition_key not in partitions:
                 continue
+            run_id = _register(instance, request, quiet)
+            if run_id:
+                run_ids.append(run_id)
+        if not requests or next_cursor == cursor:
+            return run_ids
+        cursor = next_cursor
+
+
+def register_model(instance: dg.DagsterInstance, record: dg.EventLogRecord, quiet: bool = False) -> str | None:
+    """Register (and gate, deploy) exactly the model of the deployable_model event ``record``; its run id."""
+    from biodiv_dagster.deployment.sensor import registration_request
+
+    run = instance.get_run_by_id(record.run_id) if record.run_id else None
+    return _register(instance, registration_request(record, run), quiet)
+
+
+def _register(instance: dg.DagsterInstance, request: dg.RunRequest, quiet: bool) -> str | None:
+    """Execute one registration request in process, unless a run registers that model already (then wait for it).
+
+    The check and the run are one step under the partition's registration lock, so two `biodiv run`s of one
+    partition, or `biodiv run` and `biodiv main`, never register or deploy the same model twice.
+    """
+    from biodiv_dagster.deployment.sensor import registration_run
+    from biodiv_dagster.deployment.serial import registration_lock
+    from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG
+
+    with registration_lock(str(request.partition_key)):
+        existing = registration_run(instance, int(request.tags[STORAGE_ID_TAG]))
+        if existing is None:
             result = (
                 _defs()
                 .resolve_job_def(REGISTER_JOB)
                 .execute_in_process(
                     instance=instance,
                     partition_key=request.partition_key,
-                    tags=request.tags,
+                    tags={**request.tags, **launcher_tag()},
                     run_config=_quiet(None, quiet),
                     raise_on_error=False,
                 )
             )
             if not result.success:
                 raise RunFailedError(f"Registering {request.partition_key} failed in {failure_message(result)}")
-            run_ids.append(result.run_id)
-        if not requests or next_cursor == cursor:
-            return run_ids
-        cursor = next_cursor
+            return result.run_id
+    return _wait_for(instance, existing.run_id)  # e.g. queued by the UI's registration sensor
+
+
+def _wait_for(instance: dg.DagsterInstance, run_id: str, timeout_seconds: float = 600.0) -> str | None:
+    import time
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return run_id if run is not None and run.is_success else None
+        time.sleep(1.0)
+    return None
 
 
 def latest_storage_id(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> int | None:
@@ -158,23 +199,38 @@ def latest_storage_id(instance: dg.DagsterInstance, asset: str, partition: str |
     return records[0].storage_id if records else None
 
 
-def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    ).records
+def _latest_metadata(
+    instance: dg.DagsterInstance, asset: str, partition: str, run_ids: tuple[str | None, ...] | None = None
+) -> dict[str, Any]:
+    """The metadata of the latest materialization of ``asset`` for ``partition`` (of one of ``run_ids`` if given)."""
+    from biodiv_dagster.deployment.upstream import metadata_values, run_record
+
+    if run_ids is not None:
+        records = [run_record(instance, asset, partition, run_id) for run_id in run_ids]
+        records = [record for record in records if record is not None]
+    else:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+        ).records
     if not records or records[0].asset_materialization is None:
         return {}
-    return {key: getattr(value, "value", value) for key, value in records[0].asset_materialization.metadata.items()}
+    return metadata_values(records[0].asset_materialization)
 
 
-def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str, Any]:
-    """What the latest materializations of a partition say (the `biodiv run --json` object)."""
-    prepared = _latest_metadata(instance, "prepared_data", partition)
-    best = _latest_metadata(instance, "best_parameters", partition)
-    scored = _latest_metadata(instance, "scores", partition)
-    model = _latest_metadata(instance, "deployable_model", partition)
-    registered = _latest_metadata(instance, "registered_model", partition)
-    deployment = _latest_metadata(instance, "batch_deployment", partition)
+def partition_summary(
+    instance: dg.DagsterInstance, partition: str, run_ids: tuple[str | None, ...] | None = None
+) -> dict[str, Any]:
+    """What the latest materializations of a partition say (the `biodiv run --json` object).
+
+    ``run_ids``: only what those runs made (`biodiv run`: its training and its registration run), so a run of the
+    same partition going on at the same time cannot lend it its model.
+    """
+    prepared = _latest_metadata(instance, "prepared_data", partition, run_ids)
+    best = _latest_metadata(instance, "best_parameters", partition, run_ids)
+    scored = _latest_metadata(instance, "scores", partition, run_ids)
+    model = _latest_metadata(instance, "deployable_model", partition, run_ids)
+    registered = _latest_metadata(instance, "registered_model", partition, run_ids)
+    deployment = _latest_metadata(instance, "batch_deployment", partition, run_ids)
     return {
         "site": prepared.get("site"),
         "species": prepared.get("species"),
@@ -210,10 +266,10 @@ def run_partition(
 ) -> PartitionOutcome:
     """Train one partition through Dagster, then register and (past the gate) deploy its model."""
     from biodiv_core.naming import slugify
+    from biodiv_dagster.deployment.upstream import run_record
 
     check_inputs(site, species)
     key = str(partition_key(slugify(site, "site"), slugify(species)))
-    before = latest_storage_id(instance, "deployable_model")
     correlation_id = new_correlation_id()
     result = train_partition(
         instance,
@@ -223,7 +279,8 @@ def run_partition(
         quiet=quiet,
         **settings,
     )
-    register_new_models(instance, before, partitions={key}, quiet=quiet)
-    summary = partition_summary(instance, key)
+    model = run_record(instance, "deployable_model", key, result.run_id)
+    registration = register_model(instance, model, quiet=quiet) if model is not None else None
+    summary = partition_summary(instance, key, run_ids=(result.run_id, registration))
     summary["correlation_id"] = correlation_id
     return PartitionOutcome(site, species, key, correlation_id, result.run_id, summary)

@@ -1,0 +1,84 @@
+"""Before the first step: the config is legal and every store can be reached and written.
+
+Found in a step, these cost a prepared_data folder, three retries and a traceback each: LightGBM's range checks
+(`Check failed: (num_leaves) > (1)`), an MLflow URI with a scheme MLflow has no store for, a truncated MLflow
+database, a read-only or full BIODIV_HOME. Each is one ConfigError here, naming the file or folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from biodiv_core import settings
+from biodiv_core.errors import ConfigError
+
+
+def check_params_config() -> None:
+    from biodiv_core.training.lightgbm_check import check_with_lightgbm
+    from biodiv_core.training.params import load_params
+    from biodiv_dagster.training.assets import PARAMS_CONFIG_FILE
+
+    check_with_lightgbm(load_params(settings.config_dir() / PARAMS_CONFIG_FILE))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def check_mlflow_store() -> None:
+    """The tracking store and the model registry answer (and a SQLite store is a readable database)."""
+    from mlflow import MlflowClient
+
+    from biodiv_core.tracking import ensure_experiment
+
+    uri = settings.mlflow_tracking_uri()
+    try:
+        ensure_experiment()
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
+    except Exception as exc:  # any store failure: unsupported scheme, corrupt file, server down
+        raise ConfigError(
+            f"The MLflow store {uri} cannot be used ({_first_line(exc)}): set MLFLOW_TRACKING_URI to a reachable "
+            "store (sqlite:///path/mlflow.db, http://host:port), or unset it to use BIODIV_HOME/mlflow."
+        ) from exc
+
+
+def writable_folders() -> list[Path]:
+    return [
+        settings.dagster_home(),
+        settings.storage_root(),
+        settings.endpoints_dir(),
+        settings.biodiv_home() / "locks",
+    ]
+
+
+def check_writable(folder: Path) -> None:
+    """Create the folder and a probe file in it; the cause (read-only, no space left) is the message."""
+    probe = folder / f".write-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 4096)  # a full disk fails on data, not on an empty file
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write to {folder} ({exc.strerror or _first_line(exc)}): free space there or point BIODIV_HOME "
+            "(or BIODIV_STORAGE_ROOT / DAGSTER_HOME) at a writable folder."
+        ) from exc
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def preflight(check_config: bool = True) -> None:
+    """Every check, cheapest first: local folders, the run's config, the MLflow store."""
+    for folder in writable_folders():
+        check_writable(folder)
+    if check_config:
+        check_params_config()
+    check_mlflow_store()
