@@ -7,6 +7,7 @@ Dagster failure); 1 anything else (a bug: the traceback is printed).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -72,12 +73,32 @@ def _errors_quiet() -> bool:
     return os.environ.get(LOG_LEVEL_ENV, "INFO").strip().upper() == "CRITICAL"
 
 
-def _write_error_file(exc: BaseException, user_error: bool) -> None:
+# A full or read-only disk fails the same way on every retry: the user must act, so it is reported like bad data.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message of an error the user must fix (bad data/config, a full or read-only disk), else None."""
+    from biodiv_core.errors import BiodivError
+
+    if isinstance(exc, BiodivError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return (
+            f"cannot write{where} ({exc.strerror or os.strerror(exc.errno)}): free space there, or point BIODIV_HOME "
+            "(or BIODIV_STORAGE_ROOT) at a writable folder with room."
+        )
+    return None
+
+
+def _write_error_file(exc: BaseException, user_error: bool, message: str | None = None) -> None:
     target = os.environ.get(ERROR_FILE_ENV)
     if not target:
         return
+    payload = {"type": type(exc).__name__, "message": message or str(exc), "user_error": user_error}
     try:
-        Path(target).write_text(json.dumps({"type": type(exc).__name__, "message": str(exc), "user_error": user_error}))
+        Path(target).write_text(json.dumps(payload))
     except OSError:
         pass  # the message is on stderr anyway
 
@@ -95,8 +116,6 @@ def _on_sigterm(handler):
 
 def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     """Call ``main(args)`` inside the reporting session and turn errors into exit codes."""
-    from biodiv_core.errors import BiodivError
-
     # SIGTERM (a cancelled AzureML job, `kill`, a container stop) unwinds like Ctrl-C: MLflow runs end FAILED
     # and half-written output folders are removed, instead of the process vanishing mid-write.
     previous = _on_sigterm(_terminated)
@@ -108,22 +127,24 @@ def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     with reporting.session():
         try:
             main(args)
-        except BiodivError as exc:
-            code = 2
-            logger.debug("step %s failed", args.step, exc_info=True)
-            if not _errors_quiet():
-                print(f"error: {exc}", file=sys.stderr, flush=True)
-            reporting.log_error(f"step {args.step} failed: {exc}")
-            _write_error_file(exc, user_error=True)
         except Exception as exc:
-            code = 1
-            if not _errors_quiet():
-                traceback.print_exc()
-            # The traceback goes to the orchestrator's log either way (the Dagster event log, the UI).
-            reporting.log_error(
-                f"step {args.step} failed with an unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-            )
-            _write_error_file(exc, user_error=False)
+            user_error = _user_error(exc)
+            if user_error is not None:
+                code = 2
+                logger.debug("step %s failed", args.step, exc_info=True)
+                if not _errors_quiet():
+                    print(f"error: {user_error}", file=sys.stderr, flush=True)
+                reporting.log_error(f"step {args.step} failed: {user_error}")
+                _write_error_file(exc, user_error=True, message=user_error)
+            else:
+                code = 1
+                if not _errors_quiet():
+                    traceback.print_exc()
+                # The traceback goes to the orchestrator's log either way (the Dagster event log, the UI).
+                reporting.log_error(
+                    f"step {args.step} failed with an unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+                )
+                _write_error_file(exc, user_error=False)
         finally:
             if previous is not None:
                 _on_sigterm(previous)

@@ -37,12 +37,14 @@ def valid_tables(n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_store(root: Path, features, gold, site: str = SITE) -> tuple[Path, Path]:
-    """Write ``<root>/<site>-training-{features,species}/1/``; a str table is written as raw file text."""
+    """Write ``<root>/<site>-training-{features,species}/1/``; a str (bytes) table is written as raw text (bytes)."""
     fdir, sdir = root / f"{site}-training-features" / "1", root / f"{site}-training-species" / "1"
     fdir.mkdir(parents=True, exist_ok=True)
     sdir.mkdir(parents=True, exist_ok=True)
     for frame, path in ((features, fdir / FEATURES_FILE), (gold, sdir / GOLD)):
-        if isinstance(frame, str):
+        if isinstance(frame, bytes):
+            path.write_bytes(frame)
+        elif isinstance(frame, str):
             path.write_text(frame)
         else:
             frame.to_csv(path, index=False)
@@ -84,6 +86,22 @@ def _set(frame, column, values, rows=None):
     else:
         frame.loc[rows, column] = values
     return frame
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+def _header(features: pd.DataFrame, old: str, new: str) -> str:
+    """The features as CSV text with one header cell renamed (names pandas would not let us set as written)."""
+    text = _csv(features)
+    head, _, body = text.partition("\n")
+    return ",".join(new if cell == old else cell for cell in head.split(",")) + "\n" + body
+
+
+def _encoded(features: pd.DataFrame, encoding: str) -> bytes:
+    with_accents = features.assign(land_cover=["forêt", "prairie", "marécage", "lande"] * (len(features) // 4))
+    return _csv(with_accents).encode(encoding)
 
 
 BAD_INPUTS = [
@@ -143,6 +161,43 @@ BAD_INPUTS = [
         lambda f, g: (_set(f, "elevation", [f"{v * 100:,.1f}" for v in f["elevation"]]), g),
         "thousands separators",
     ),
+]
+BAD_INPUTS += [  # found in round 2: each passed prep and failed late (train step, retried), or wrote nothing useful
+    BadInput("semicolon_delimiter", lambda f, g: (_csv(f).replace(",", ";"), g), "looks separated by ';', not commas"),
+    BadInput("tab_delimiter", lambda f, g: (_csv(f).replace(",", "\t"), g), "looks separated by tabs"),
+    BadInput("latin1_encoding", lambda f, g: (_encoded(f, "latin-1"), g), "is not UTF-8 text"),
+    BadInput("utf16_encoding", lambda f, g: (_encoded(f, "utf-16"), g), "is not UTF-8 text"),
+    BadInput("duplicate_header", lambda f, g: (_header(f, "ndvi", "elevation"), g), "the same name ignoring case"),
+    BadInput(
+        "duplicate_header_differing_in_case",
+        lambda f, g: (_header(f, "ndvi", "Elevation"), g),
+        "the same name ignoring case",
+    ),
+    BadInput(  # was: passed prep; the baseline model failed on "Input X contains infinity", no column named
+        "infinite_value",
+        lambda f, g: (_set(f, "elevation", np.inf, 3), g),
+        "'elevation' holds 1 values that are infinite",
+    ),
+    BadInput(  # was: narrowed to float32 as inf, silently
+        "value_past_float32", lambda f, g: (_set(f, "ndvi", 1e300, 5), g), "'ndvi' holds 1 values that are infinite"
+    ),
+    BadInput(
+        "minus_inf_as_text",
+        lambda f, g: (_set(f.astype({"elevation": object}), "elevation", "-inf", 2), g),
+        "values that are infinite",
+    ),
+    BadInput(  # was: LightGBM renamed it 'elev_ation'; training then asked the table for a column it lacks
+        "space_in_feature_name",
+        lambda f, g: (_header(f, "elevation", "elev ation"), g),
+        "rename the column, e.g. to 'elev_ation'",
+    ),
+    BadInput(  # was: "Do not support special JSON characters in feature name", three times
+        "json_characters_in_feature_name",
+        lambda f, g: (_header(f, "elevation", '"elev{""a"":1}"'), g),
+        "LightGBM cannot keep",
+    ),
+    BadInput("empty_feature_name", lambda f, g: (_header(f, "elevation", ""), g), "has no name"),
+    BadInput("ragged_row", lambda f, g: (_csv(f).replace("\n1005,", "\n1005,1,2,3,", 1), g), "Could not parse CSV"),
 ]
 BAD_INPUT_IDS = [case.name for case in BAD_INPUTS]
 

@@ -39,7 +39,19 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def _is_version(name: str) -> bool:
-    return name.isdigit() and int(name) > 0
+    # Canonical only: "01" would be version 1 here but not at the path `asset_dir` builds from the number.
+    return name.isascii() and name.isdigit() and int(name) > 0 and name == str(int(name))
+
+
+def _not_versions(folder: Path) -> str:
+    """What an asset folder holds instead of version folders, for the error message."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if not p.name.startswith("."))
+    shown = ", ".join(repr(n) for n in names[:8]) + (" ..." if len(names) > 8 else "")
+    return (
+        f"Data asset folder {folder} has no version folders (found: {shown or 'nothing'}); the layout is "
+        f"{folder}/<version>/<files>, a version being a positive whole number without leading zeros (1, 2, ...): "
+        "rename or move the folders."
+    )
 
 
 def list_assets(root: str | os.PathLike) -> list[str]:
@@ -61,6 +73,8 @@ def list_versions(root: str | os.PathLike, asset: str) -> list[int]:
 def resolve_version(root: str | os.PathLike, asset: str, version: int | str | None = None) -> int:
     """The explicit ``version`` if it exists, else the latest; NotFoundError lists what exists."""
     versions = list_versions(root, asset)
+    if not versions and (Path(root) / asset).is_dir():
+        raise NotFoundError(_not_versions(Path(root) / asset))
     if not versions:
         assets = list_assets(root)
         raise NotFoundError(

@@ -113,6 +113,8 @@ def generate_datastore(
     """
     if rows < 10:
         raise ConfigError(f"rows={rows} is too small: generate at least 10 points per site.")
+    if Path(root).exists() and not Path(root).is_dir():
+        raise ConfigError(f"Data store root {root} is a file, not a folder: give a folder (it is created if missing).")
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"fmt={fmt!r} is not supported: use 'csv' or 'parquet'.")
     if n_covariates < MIN_COVARIATES:

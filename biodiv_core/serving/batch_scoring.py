@@ -89,8 +89,22 @@ def score_features(model, features: pd.DataFrame, threshold=None, inputs: ModelI
     return result.rename(columns={"presence": "predicted_class"})
 
 
+def _check_output(output: Path) -> None:
+    """The output path names a file we may write: not a folder, its parent a folder (created if missing)."""
+    if output.is_dir():
+        raise ConfigError(
+            f"Output {output} is a folder: give a file path inside it, e.g. {output / 'predictions.csv'}."
+        )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create the output folder {output.parent} ({exc.strerror or exc}): choose an output path in a "
+            "folder you can write."
+        ) from exc
+
+
 def _write_table(frame: pd.DataFrame, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         if output.suffix.lower() == ".csv":
@@ -98,6 +112,8 @@ def _write_table(frame: pd.DataFrame, output: Path) -> None:
         else:
             frame.to_parquet(tmp, index=False)
         os.replace(tmp, output)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {output} ({exc.strerror or exc}): free space or choose another path.") from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -112,6 +128,7 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
     output = Path(output_path)
     if output.suffix.lower() not in _OUTPUT_SUFFIXES:
         raise ConfigError(f"Output file {output} must end in .csv or .parquet (that picks the format).")
+    _check_output(output)  # before the model loads and the features are read: the cheap mistake first
     model, inputs = load_scorer(model_uri)
     threshold = inputs.threshold if threshold is None else validate_threshold(threshold)
     features = read_table(input_path)

@@ -33,13 +33,14 @@ def batch_score(args: argparse.Namespace) -> int:
 
     backend = deployment_backend_from_env()
     name = naming.model_name(args.site, args.species)
-    deployed = backend.deployed_version(name)
+    deployed = _registry_call(lambda: backend.deployed_version(name))
     if deployed is None:
         raise NotFoundError(
             f"No version of model {name!r} is deployed: train and deploy it first, e.g. "
             f'`biodiv run --site {args.site} --species "{args.species}"`.'
         )
-    summary = score_file(backend.model_location(name, deployed.version), args.input, args.output, args.threshold)
+    location = _registry_call(lambda: backend.model_location(name, deployed.version))
+    summary = score_file(location, args.input, args.output, args.threshold)
     endpoint = backend.endpoint_name(args.site, args.species)
     summary.update(model_name=name, version=deployed.version, endpoint=endpoint)
     if args.json:
@@ -50,3 +51,20 @@ def batch_score(args: argparse.Namespace) -> int:
             f"({summary['predicted_present']} predicted PRESENT at threshold {summary['threshold']}) -> {args.output}"
         )
     return 0
+
+
+def _registry_call(call):
+    """A registry that cannot be read (a truncated MLflow database, a server down) is one ConfigError line."""
+    from biodiv_core.errors import BiodivError, ConfigError
+    from biodiv_core.settings import mlflow_tracking_uri
+
+    try:
+        return call()
+    except BiodivError:
+        raise
+    except Exception as exc:  # the store's own error types vary by backend (SQLAlchemy, HTTP, Azure)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(
+            f"The model registry cannot be read ({first}; MLflow store {mlflow_tracking_uri()}): check "
+            "MLFLOW_TRACKING_URI or restore the store, then retry."
+        ) from exc
