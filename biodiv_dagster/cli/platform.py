@@ -102,11 +102,10 @@ def _use_data_root(value: str | None) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from biodiv_dagster.instance import get_instance
     from biodiv_dagster.training.sync import sync_partitions
 
     _use_data_root(args.data_root)
-    result = sync_partitions(get_instance())
+    result = sync_partitions(_open_instance())
     print(
         f"sites:   {', '.join(result.plan.sites.values()) or 'none'} (new: {', '.join(result.added_sites) or 'none'})"
     )
