@@ -30,7 +30,11 @@ def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileExistsError(f"Output folder {final} already exists and is not empty; choose a new output path.")
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:  # the rename itself failed (full or read-only disk): leave no hidden copy behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

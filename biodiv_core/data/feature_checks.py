@@ -16,7 +16,9 @@ import pandas as pd
 from biodiv_core.errors import DataContractError
 
 # What LightGBM's feature-name check rejects (JSON syntax), plus whitespace, which it silently replaces.
-_UNUSABLE = re.compile(r'[\s",:\[\]{}]')
+# '=' and control characters break LightGBM's `feature_names=...` model text ("Wrong size of feature_names", or a
+# leading/trailing '=' silently dropped).
+_UNUSABLE = re.compile(r'[\s",:\[\]{}=\x00-\x1f\x7f]')
 
 
 def check_feature_names(names: list[str], source: str) -> None:
