@@ -46,3 +46,17 @@ def test_tolerance_boundary_is_inclusive():
 def test_bad_configuration_is_a_config_error(floor, tolerance):
     with pytest.raises(ConfigError, match="auc_"):
         decide(0.8, None, has_deployed=False, floor=floor, tolerance=tolerance)
+
+
+def test_an_older_or_the_same_version_never_goes_back_over_the_deployed_one():
+    """Two runs of one partition reach the gate in either order: what is deployed only moves forward."""
+    from biodiv_dagster.deployment.assets import _newer_deployed
+    from biodiv_dagster.deployment.backend import DeployedVersion
+
+    assert _newer_deployed(None, "1") is None  # nothing deployed: the gate decides
+    assert _newer_deployed(DeployedVersion("1", 0.8), "2") is None  # a newer candidate: the gate decides
+    older = _newer_deployed(DeployedVersion("3", 0.8), "2")
+    assert older is not None and not older.deploy and "newer version 3" in older.reason
+    same = _newer_deployed(DeployedVersion("2", 0.8), "2")
+    assert same is not None and not same.deploy and "already deployed" in same.reason
+    assert _newer_deployed(DeployedVersion("abc", 0.8), "2") is None  # versions that are not numbers: the gate
