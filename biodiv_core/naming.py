@@ -59,13 +59,24 @@ def slugify(name: str, kind: str = "species") -> str:
     return slug
 
 
+MAX_FILE_NAME_BYTES = 255  # ext4, APFS, NTFS (in UTF-16 units), Azure Blob path segments
+
+
 def species_file_name(species: str) -> str:
     """Gold-data file name of a species (DESIGN section 3): 'Cygnus buccinator' -> cygnus_buccinator_golddata.csv."""
-    return species_stem(species) + "_golddata.csv"
+    name = species_stem(species) + "_golddata.csv"
+    size = len(name.encode("utf-8"))
+    if size > MAX_FILE_NAME_BYTES:
+        raise InvalidNameError(
+            f"Species name {species[:40]!r}... gives a gold-data file name of {size} bytes in UTF-8 "
+            f"({name[:30]}...); file systems allow {MAX_FILE_NAME_BYTES}: use a shorter species name."
+        )
+    return name
 
 
 def species_stem(species: str) -> str:
-    cleaned = validate_name(species, "species")
+    """NFC-normalized: 'ü' typed as one code point or as 'u' + combining diaeresis names the same file."""
+    cleaned = unicodedata.normalize("NFC", validate_name(species, "species"))
     return re.sub(r"[\s\-]+", "_", cleaned.lower())
 
 

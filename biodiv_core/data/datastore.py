@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def gold_file_in(folder: str | os.PathLike, species: str) -> Path:
     path = folder / species_file_name(species)  # validates the name first (InvalidNameError)
     if path.is_file():
         return path
+    # The same name in another Unicode normalization (macOS writes NFD): the file the user means.
+    for candidate in folder.glob("*_golddata.csv") if folder.is_dir() else []:
+        if unicodedata.normalize("NFC", candidate.name) == path.name and candidate.is_file():
+            return candidate
     present = sorted(p.name for p in folder.glob("*_golddata.csv")) if folder.is_dir() else []
     where = f"folder {folder}" if folder.is_dir() else f"folder {folder}, which does not exist"
     raise NotFoundError(
