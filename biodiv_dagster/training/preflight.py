@@ -16,11 +16,25 @@ from biodiv_core.errors import ConfigError
 
 
 def check_params_config() -> None:
-    from biodiv_core.training.lightgbm_check import check_with_lightgbm
+    """lgbm_params.yml through LightGBM; remembered per file content and LightGBM version under BIODIV_HOME, since
+    importing LightGBM costs the CLI a second or more (several on a loaded machine) that only a changed file needs."""
+    import hashlib
+    from importlib.metadata import version
+
     from biodiv_core.training.params import load_params
     from biodiv_dagster.training.assets import PARAMS_CONFIG_FILE
 
-    check_with_lightgbm(load_params(settings.config_dir() / PARAMS_CONFIG_FILE))
+    path = settings.config_dir() / PARAMS_CONFIG_FILE
+    config = load_params(path)  # the file's own checks: cheap, every time
+    digest = hashlib.sha256(path.read_bytes() + version("lightgbm").encode()).hexdigest()[:16]
+    passed = settings.biodiv_home() / "preflight" / f"lgbm-params-{digest}.ok"
+    if passed.exists():
+        return
+    from biodiv_core.training.lightgbm_check import check_with_lightgbm
+
+    check_with_lightgbm(config)
+    passed.parent.mkdir(parents=True, exist_ok=True)
+    passed.write_text(str(path) + "\n")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,8 +5,9 @@ message, no traceback, nothing written). A representative subset also goes throu
 which is a real Dagster run of the train_models job on the test's instance: the run fails at prepared_data with
 the message in the failure and its metadata, nothing downstream runs, no output folder, no MLflow run or model,
 no registration. One case runs `biodiv run` as a real process (exit code 2, stdout empty, no traceback).
-Running all 24 cases through Dagster costs ~8 s each on this loaded machine; the subset covers each prep stage
-(columns, ids, empty files, join, classes per fold) and the step path covers every case.
+Running all 37 cases through Dagster costs ~8 s each on this loaded machine; the subset covers each prep stage
+(columns, ids, empty files, join, classes per fold) and the step path covers every case (the real-process runs of
+the round-2 cases are in test_reliability_cli_data.py).
 """
 
 import subprocess
