@@ -7,6 +7,7 @@ Dagster failure); 1 anything else (a bug: the traceback is printed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 from azureml_steps import reporting
 from biodiv_core.step_args import CORRELATION_ENV, StepArgs
+from biodiv_core.threads import native_thread_limit
 
 logger = logging.getLogger("azureml_steps")
 
@@ -97,7 +99,8 @@ def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     configure_logging(args.correlation_id)
     logger.info("step %s starting (%s)", args.step, args.partition)
     code = 0
-    with reporting.session():
+    threads = getattr(args, "num_threads", None)
+    with reporting.session(), native_thread_limit(threads) if threads else contextlib.nullcontext():
         try:
             main(args)
         except BiodivError as exc:

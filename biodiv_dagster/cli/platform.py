@@ -168,7 +168,12 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_core import settings
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.partitions import partition_key
-    from biodiv_dagster.training.runner import latest_storage_id, partition_summary, register_new_models
+    from biodiv_dagster.training.runner import (
+        import_in_background,
+        latest_storage_id,
+        partition_summary,
+        register_new_models,
+    )
     from biodiv_dagster.training.sync import sync_partitions
 
     os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
@@ -190,6 +195,7 @@ def cmd_main(args: argparse.Namespace) -> int:
         return 2
     before = latest_storage_id(instance, "deployable_model")
     options = _settings(args)
+    import_in_background()  # the workers are spawned, not forked: no import lock crosses into them
     failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
     register_new_models(instance, before, partitions=keys, quiet=True)
