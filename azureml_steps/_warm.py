@@ -29,8 +29,9 @@ import struct
 import sys
 import time
 
-# Third-party modules every step needs; imported once by the server, shared copy-on-write by forks.
-PRELOAD = (
+# Third-party modules imported once by a server, shared copy-on-write by its forks: one server kind for steps,
+# one for Dagster run workers (`dagster api execute_run`, launched by biodiv_dagster.run_launcher).
+STEP_PRELOAD = (
     "numpy",
     "pandas",
     "pyarrow.parquet",
@@ -53,6 +54,23 @@ PRELOAD = (
     "sklearn.preprocessing",
     "yaml",
 )
+RUN_PRELOAD = (
+    "dagster",
+    "dagster._cli.api",
+    "dagster._core.execution.api",
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
+    "dagster_mlflow",
+    # The registration run's MLflow client and stores; pandas/pyarrow for the asset checks' metadata.
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "pandas",
+    "pyarrow.parquet",
+    "yaml",
+)
+PRELOADS = {"step": STEP_PRELOAD, "run": RUN_PRELOAD}
 # Caches filled once by the server so that no step fills its own: saving a model checks its pip requirements
 # against the installed packages, and MLflow maps every installed distribution to its modules for that (1.2-1.3 s
 # per train_to_deploy step; the map depends only on the environment the server shares with its steps).
@@ -109,11 +127,11 @@ def _recv(sock: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int
 # --------------------------------------------------------------------------- server side
 
 
-def serve(path: str, idle_seconds: float, parent: int | None) -> None:
-    """Accept step requests on ``path`` until nothing ran for ``idle_seconds`` (or ``parent``, if given, is gone)."""
+def serve(path: str, idle_seconds: float, parent: int | None, kind: str = "step") -> None:
+    """Accept requests on ``path`` until nothing ran for ``idle_seconds`` (or ``parent``, if given, is gone)."""
     import importlib
 
-    for name in PRELOAD:
+    for name in PRELOADS[kind]:
         try:
             importlib.import_module(name)
         except ImportError:  # a missing optional library is imported (and fails) in the step as before
@@ -338,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--idle-seconds", type=float, default=600.0)
     server.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
     server.add_argument("--detach", action="store_true", help="run as a daemon shared by processes (pid file)")
+    server.add_argument("--kind", choices=sorted(PRELOADS), default="step", help="what to preload")
     client = commands.add_parser("run")
     client.add_argument("--socket", required=True)
     client.add_argument("module")
@@ -346,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "serve":
         if options.detach and not detach(pid_file(options.socket)):
             return 0
-        serve(options.socket, options.idle_seconds, options.parent)
+        serve(options.socket, options.idle_seconds, options.parent, options.kind)
         return 0
     return run(options.socket, options.module, list(options.args))
 

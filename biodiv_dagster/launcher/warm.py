@@ -38,43 +38,44 @@ def _mtime(path: str) -> int:
         return 0
 
 
-def server_key() -> str:
+def server_key(kind: str = "step") -> str:
     """Names the server a fork of which behaves like a fresh ``python -m`` of this process's set-up."""
     folders = sorted({*site.getsitepackages(), site.getusersitepackages()})
-    parts = [sys.executable, str(os.getuid()), repr(sorted(_warm._interpreter_env(dict(os.environ)).items()))]
+    parts = [kind, sys.executable, str(os.getuid()), repr(sorted(_warm._interpreter_env(dict(os.environ)).items()))]
     parts += [f"{folder}:{_mtime(folder)}" for folder in folders]
     parts.append(f"{_warm.__file__}:{_mtime(_warm.__file__)}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
-def socket_path() -> str:
+def socket_path(kind: str = "step") -> str:
     # In the temp folder, not BIODIV_HOME: Unix socket paths are limited to 107 bytes, and one server serves
     # every BIODIV_HOME (each step gets its caller's environment).
     folder = Path(tempfile.gettempdir()) / f"biodiv-warm-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
-    return str(folder / f"{server_key()}.sock")
+    return str(folder / f"{kind}-{server_key(kind)}.sock")
 
 
-def start() -> str | None:
-    """Socket path of the shared warm server (starting it if none runs), or None when warm steps are off."""
+def start(kind: str = "step") -> str | None:
+    """Socket path of the shared warm server of ``kind`` (``step``, or ``run`` for Dagster run workers),
+    starting it if none runs; None when warm processes are off."""
     if not enabled() or not hasattr(os, "fork") or _warm.has_startup_hook(dict(os.environ)):
         return None
-    path = socket_path()
+    path = socket_path(kind)
     if _warm.server_alive(path):
         return path
     with file_lock(path.removesuffix(".sock") + ".lock"):  # concurrent runs start one server, not one each
         if not _warm.server_alive(path):
             with open(path.removesuffix(".sock") + ".log", "w") as log:
                 command = [sys.executable, "-m", "azureml_steps._warm", "serve", "--socket", path, "--detach"]
-                command += ["--idle-seconds", str(IDLE_SECONDS)]
+                command += ["--idle-seconds", str(IDLE_SECONDS), "--kind", kind]
                 # Returns once the daemon has forked off and written its pid; its imports go on meanwhile.
                 subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
     return path
 
 
-def command(module: str, arguments: list[str]) -> list[str]:
-    """The command line of a step: through the warm server when there is one, else the plain one."""
-    path = start()
+def command(module: str, arguments: list[str], kind: str = "step") -> list[str]:
+    """The command line of ``python -m module arguments``: through the warm server when there is one."""
+    path = start(kind)
     if path is None:
         return [sys.executable, "-m", module, *arguments]
     return [sys.executable, "-m", "azureml_steps._warm", "run", "--socket", path, module, *arguments]
