@@ -171,3 +171,30 @@ def test_batch_score_in_azureml_mode_downloads_the_deployed_version_once(workspa
     error = capsys.readouterr().err.strip()
     assert "missing column(s) ['precip']" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "bad-out.csv").exists()
+
+
+def test_a_no_code_deployment_of_an_earlier_release_is_replaced_once(workspace, tmp_path):
+    """Earlier releases deployed the MLflow model without a scoring script (predictions without gbifid)."""
+    from azure.ai.ml.entities import ModelBatchDeploymentSettings
+
+    model_uri, run_id, _ = _trained_on_the_workspace(workspace, tmp_path)
+    backend = AzureMLBackend(AzureMLSettings.from_env(), workspace)
+    version = backend.register(model_uri, NAME, {"mlflow_run_id": run_id})
+    endpoint = backend.endpoint_name(SITE, SPECIES)
+    backend.deploy(NAME, version, endpoint, SITE, SPECIES)
+    no_code = ModelBatchDeployment(
+        name=f"v{version}",
+        endpoint_name=endpoint,
+        model=f"azureml:{NAME}:{version}",
+        compute="cpu-cluster",
+        settings=ModelBatchDeploymentSettings(mini_batch_size=10, error_threshold=0, output_action="append_row"),
+    )
+    workspace.batch_deployments.begin_create_or_update(no_code).result()
+    assert workspace.batch_deployments.get(f"v{version}", endpoint).code_configuration is None
+
+    backend.deploy(NAME, version, endpoint, SITE, SPECIES)
+    updated = workspace.batch_deployments.get(f"v{version}", endpoint)
+    assert updated.code_configuration.scoring_script == SCORING_SCRIPT and updated.mini_batch_size == 1
+    writes = workspace.batch_deployments.writes
+    backend.deploy(NAME, version, endpoint, SITE, SPECIES)
+    assert workspace.batch_deployments.writes == writes  # then a no-op
