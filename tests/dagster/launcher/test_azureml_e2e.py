@@ -109,7 +109,10 @@ def test_one_partition_trains_registers_and_deploys_on_azureml(fake_workspace, t
     endpoint = naming.endpoint_name(SITE, SPECIES, AzureMLSettings.from_env().endpoint_namespace_key())
     version = meta["registered_model"]["registered_version"]
     registered = fake_workspace.models.get(name, version)
-    assert registered.type == "mlflow_model" and registered.path == model["model_uri"]
+    # Registered from the job's run (its logged copy of the folder), so the version names the run.
+    assert registered.type == "mlflow_model" and registered.job_name == model["mlflow_run_id"]
+    assert registered.path.endswith(f"ExperimentRun/dcid.{model['mlflow_run_id']}/lgbm_gbif_model")
+    assert registered.tags["source_uri"] == model["model_uri"]
     assert meta["batch_deployment"]["deployed"] is True
     assert meta["batch_deployment"]["endpoint_name"] == endpoint
     assert fake_workspace.batch_endpoints.get(endpoint).defaults.deployment_name == f"v{version}"
