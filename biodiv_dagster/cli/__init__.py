@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from biodiv_core.errors import BiodivError
 
 # Modules that define `register(subparsers)`; each adds its own subcommands.
-_COMMAND_MODULES = ("data", "platform", "azureml", "deploy")
+_COMMAND_MODULES = ("data", "platform", "ui", "azureml", "deploy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
-"""`biodiv sync | run | main | ui`: the Dagster platform from the command line (no daemon needed but for `ui`).
+"""`biodiv sync | run | main`: the Dagster platform from the command line, no daemon needed.
 
-(`biodiv batch-score` lives in cli/deploy.py, registered as its own module in cli/__init__.py.)
+(`biodiv ui` lives in cli/ui.py, `biodiv batch-score` in cli/deploy.py: each registered in cli/__init__.py.)
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ def register(subparsers) -> None:
     main.add_argument("--parallel", type=int, default=2, help="partitions trained at once (default 2)")
     main.set_defaults(handler=cmd_main)
 
-    ui = subparsers.add_parser("ui", help="Start the Dagster UI and daemon (dagster dev) on the local state.")
-    ui.add_argument("--port", default="3000", help="webserver port (default 3000)")
-    ui.set_defaults(handler=cmd_ui)
-
 
 def _data_root_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data store root (default: $BIODIV_DATA_ROOT or sample data)")
@@ -73,6 +69,12 @@ def _settings(args: argparse.Namespace) -> dict:
     from biodiv_core.run_settings import setting_fields
 
     return {f.name: getattr(args, f.name) for f in setting_fields()}
+
+
+def _quiet_terminal() -> None:
+    """Warnings, errors and progress lines on the terminal; the full INFO log stays in each Dagster run's log."""
+    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "Creating initial MLflow database tables"
 
 
 def _use_data_root(value: str | None) -> None:
@@ -106,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from biodiv_dagster.training.runner import run_partition
 
     _use_data_root(args.data_root)
-    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    _quiet_terminal()
     # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.
     with _stdout_to_stderr(args.json):
         outcome = run_partition(
@@ -171,7 +173,7 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_dagster.training.runner import latest_storage_id, partition_summary, register_new_models
     from biodiv_dagster.training.sync import sync_partitions
 
-    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    _quiet_terminal()
     started = time.monotonic()
     generated = ensure_sample_data(args.rows)
     if generated:
@@ -265,18 +267,3 @@ def _table(rows: list[dict]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from biodiv_core.settings import REPO_ROOT
-    from biodiv_dagster.instance import ensure_dagster_home
-
-    home = ensure_dagster_home()
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home}); Ctrl-C stops it.", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", "workspace.yaml"]
-    try:
-        return subprocess.call(command, cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)})
-    except KeyboardInterrupt:
-        return 0
