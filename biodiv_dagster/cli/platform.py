@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     sync = subparsers.add_parser(
         "sync",
         help="Add site x species partitions from config/*.csv and the data store (never deletes).",
+        description="Add a partition for every site of config/sites.csv with features in the data store, crossed "
+        "with every species of config/candidate_species.csv with gold data there; print what was skipped and why.",
     )
     _data_root_option(sync)
     sync.set_defaults(handler=cmd_sync)
@@ -26,21 +28,31 @@ def register(subparsers) -> None:
         help="Train, score, register and deploy one site x species partition through Dagster.",
         description="Materialize prepared_data -> best_parameters/train_test_split -> scores -> deployable_model "
         "for SITE x SPECIES through Dagster (same definitions and step launcher as the UI), then register the "
-        "model and deploy it if it passes the quality gate. No daemon needed.",
+        "model, deploy it if it passes the quality gate and make its habitat map. No daemon needed. "
+        'Example: biodiv run --site yellowstone --species "Lynx canadensis" --json',
     )
     run.add_argument("--site", required=True, help="site name, e.g. yellowstone")
     run.add_argument("--species", required=True, help='species name, e.g. "Cygnus buccinator"')
     _data_root_option(run)
     _training_options(run)
-    run.add_argument("--json", action="store_true", help="print one JSON object with the outcome")
+    run.add_argument("--json", action="store_true", help="print one JSON object with the outcome (default: a line)")
     run.set_defaults(handler=cmd_run)
 
     main = subparsers.add_parser(
         "main",
         help="The main job: sample data if none, sync, train+deploy every partition, print a table (`make run`).",
+        description="Generate sample data into BIODIV_HOME/data when BIODIV_DATA_ROOT is unset and it is empty, add "
+        "the partitions of config/*.csv, train every partition through Dagster (--parallel at a time), register, "
+        "deploy past the quality gate and map each deployed model, then print a table. Example: biodiv main "
+        "--max-evals 10",
     )
     _training_options(main)
-    main.add_argument("--rows", type=int, default=4000, help="points per site of generated sample data")
+    main.add_argument(
+        "--rows",
+        type=int,
+        default=4000,
+        help="points per site of generated sample data, when there is none (default 4000)",
+    )
     main.add_argument("--parallel", type=int, default=2, help="partitions trained at once (default 2)")
     main.set_defaults(handler=cmd_main)
 
@@ -51,9 +63,14 @@ def _data_root_option(parser: argparse.ArgumentParser) -> None:
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """One flag per run setting (biodiv_core.run_settings): unset flags keep config/run.yml / BIODIV_<KEY>."""
-    from biodiv_core.run_settings import env_var, setting_fields, setting_types, value_type
+    from biodiv_core.errors import BiodivError
+    from biodiv_core.run_settings import env_var, load_run_settings, setting_fields, setting_types, value_type
 
     types = setting_types()
+    try:
+        current = load_run_settings().as_dict()  # what an unset flag means now, shown in --help
+    except BiodivError:
+        current = {}  # a broken run.yml is reported when a command runs, not by --help
     for f in setting_fields():
         parser.add_argument(
             f.metadata.get("flag") or "--" + f.name.replace("_", "-"),
@@ -61,7 +78,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
             type=value_type(types[f.name]),
             default=None,
             choices=f.metadata.get("choices"),
-            help=f"{f.metadata['help']} (default: config/run.yml, env {env_var(f.name)})",
+            help=f"{f.metadata['help']} (default: {current.get(f.name, '?')}, from config/run.yml or env "
+            f"{env_var(f.name)})",
         )
 
 
@@ -170,7 +188,12 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_core import settings
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.partitions import partition_key
-    from biodiv_dagster.training.runner import latest_storage_id, partition_summary, register_new_models
+    from biodiv_dagster.training.runner import (
+        latest_storage_id,
+        map_new_deployments,
+        partition_summary,
+        register_new_models,
+    )
     from biodiv_dagster.training.sync import sync_partitions
 
     _quiet_terminal()
@@ -191,10 +214,13 @@ def cmd_main(args: argparse.Namespace) -> int:
         print("error: no partition to train: check config/sites.csv, config/candidate_species.csv and the data store")
         return 2
     before = latest_storage_id(instance, "deployable_model")
+    before_deployment = latest_storage_id(instance, "batch_deployment")
     options = _settings(args)
     failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
+    print("registering, deploying and mapping the new models ...", flush=True)
     register_new_models(instance, before, partitions=keys, quiet=True)
+    map_new_deployments(instance, before_deployment, partitions=keys, quiet=True)
 
     rows = [partition_summary(instance, str(partition_key(a, b))) for a, _, b, _ in pairs]
     print()
