@@ -104,6 +104,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     home = ensure_dagster_home()
     _check_free(args.port, "--port")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env.setdefault("BIODIV_DAGSTER_UI_URL", f"http://127.0.0.1:{args.port}")  # links in failure notifications
     commands = ui_commands(args.port, args.mlflow_port)
     if "mlflow" in commands:
         _check_free(args.mlflow_port, "--mlflow-port")

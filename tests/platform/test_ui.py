@@ -165,6 +165,8 @@ def _materialization(services: Services, asset: str):
 def test_asset_graph_partitions_and_a_materialization_in_the_browser(services, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # pages render slowly on a loaded 2-core machine; 5 s is Playwright's default
+
     services.wait_until("the webserver", lambda: urllib.request.urlopen(f"{services.url}/server_info", timeout=5), 180)
     services.wait_until("the biodiv code location", lambda: _location_loaded(services), 180)
     services.wait_until(
