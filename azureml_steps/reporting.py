@@ -183,6 +183,12 @@ def common(output: str | os.PathLike, args: Any) -> dict[str, Any]:
     return {"path": path(output), "correlation_id": text(args.correlation_id or "")}
 
 
+def mlflow_run(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The step's MLflow run and experiment ids (the orchestrator links the run in the MLflow UI from them)."""
+    keys = ("mlflow_run_id", "mlflow_experiment_id")
+    return {key: text(summary[key]) for key in keys if summary.get(key)}
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return value.item()

@@ -35,8 +35,7 @@ def scores_metadata(summary: dict[str, Any], args: ScoreArgs) -> dict[str, Any]:
         "roc_auc": reporting.number(summary.get("roc_auc", metrics.get("roc_auc"))),
         "accuracy": reporting.number(summary.get("accuracy", metrics.get("accuracy"))),
     }
-    if summary.get("mlflow_run_id"):
-        metadata["mlflow_run_id"] = reporting.text(summary["mlflow_run_id"])
+    metadata.update(reporting.mlflow_run(summary))
     for key in QUALITY_SCORE_KEYS:
         if summary.get(key) is not None:
             metadata[key] = reporting.number(summary[key])

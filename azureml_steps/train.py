@@ -58,8 +58,7 @@ def best_parameters_metadata(summary: dict[str, Any], args: TrainArgs) -> dict[s
     }
     if best_cv_auc is not None:
         metadata["best_cv_auc"] = reporting.number(best_cv_auc)
-    if summary.get("mlflow_run_id"):
-        metadata["mlflow_run_id"] = reporting.text(summary["mlflow_run_id"])
+    metadata.update(reporting.mlflow_run(summary))
     for key in ("n_folds", "max_evals", "seed", "num_threads"):
         if summary.get(key) is not None:
             metadata[key] = reporting.integer(summary[key])

@@ -62,6 +62,7 @@ def run_score(args: ScoreArgs) -> dict:
     return step_summary(
         args,
         run_id,
+        mlflow_experiment_id=run.info.experiment_id,
         roc_auc=metrics["roc_auc"],
         accuracy=metrics["accuracy"],
         metrics=metrics,

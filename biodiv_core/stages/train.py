@@ -113,6 +113,7 @@ def run_train(args: TrainArgs) -> dict:
     return step_summary(
         args,
         run_id,
+        mlflow_experiment_id=run.info.experiment_id,
         best_parameters=result.best_params,
         best_cv_auc=result.best_cv_auc,
         trials=[{"trial": t["trial"], "loss": t["loss"], "auc": t["auc"]} for t in result.trials],

@@ -261,11 +261,12 @@ def test_asset_graph_partitions_and_a_materialization_in_the_browser(services, t
 
         # Its mlflow_run link opens the run in the MLflow UI, tagged with its site and species.
         link = scores["mlflow_run"]["url"]
-        assert link.startswith(f"{services.mlflow_url}/#/runs/")
+        assert link.startswith(f"{services.mlflow_url}/#/experiments/")
         _open(page, link)
         expect(page.get_by_text(f"score {SITE}/Cygnus buccinator").first).to_be_visible(timeout=120_000)
         expect(page.get_by_text("Cygnus buccinator").first).to_be_visible()
         expect(page.get_by_text(PARTITION).first).to_be_visible()
+        expect(page.get_by_text("Evaluation runs")).to_have_count(0)  # the classic ML view, not the GenAI one
         page.screenshot(path=str(tmp_path / "mlflow_run.png"), full_page=True)
         browser.close()
 

@@ -166,7 +166,10 @@ def _assert_mlflow_runs_are_linked_named_and_tagged(dagster_run_id, *step_metada
     client = MlflowClient(settings.mlflow_tracking_uri())
     for metadata in step_metadata:
         run_id = metadata["mlflow_run_id"]
-        assert metadata["mlflow_run"] == f"{settings.mlflow_ui_url()}/#/runs/{run_id}"
+        experiment = metadata["mlflow_experiment_id"]
+        assert metadata["mlflow_run"] == (
+            f"{settings.mlflow_ui_url()}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+        )
         assert "mlflow_tracking_uri" not in metadata
         run = client.get_run(run_id)
         step = run.data.tags["step"]

@@ -56,7 +56,7 @@ def test_run_json_trains_registers_and_deploys(data):
     assert habitat_meta["model_version"].value == result["registered_version"]
     # The registered and deployed model link their version in the MLflow UI.
     [deployment] = instance.fetch_materializations(dg.AssetKey("batch_deployment"), limit=1).records
-    version_url = f"{settings.mlflow_ui_url()}/#/models/{result['model_name']}/versions/1"
+    version_url = f"{settings.mlflow_ui_url()}/#/models/{result['model_name']}/versions/1?workflowType=machine_learning"
     assert deployment.asset_materialization.metadata["mlflow_model_version"].value == version_url
 
     # The registered version names its train-to-deploy run and is sourced from it: cleaning the storage folder
