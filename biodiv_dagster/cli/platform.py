@@ -227,7 +227,8 @@ def cmd_main(args: argparse.Namespace) -> int:
     print(_table(rows))
     print()
     print(f"Dagster state:  {instance.root_directory}  (open it with `make ui`)")
-    print(f"MLflow store:   {settings.mlflow_tracking_uri()}")
+    local_ui = " with `make ui`" if settings.mlflow_tracking_uri().startswith("sqlite:") else ""
+    print(f"MLflow store:   {settings.mlflow_tracking_uri()}  (UI: {settings.mlflow_ui_url()}{local_ui})")
     print(f"Step outputs:   {settings.storage_root()}")
     print(f"Endpoints:      {settings.endpoints_dir()}")
     print(f"Data store:     {settings.data_root()}")
