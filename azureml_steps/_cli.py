@@ -23,6 +23,7 @@ from typing import Any
 from azureml_steps import reporting
 from biodiv_core.step_args import CORRELATION_ENV, StepArgs
 from biodiv_core.threads import native_thread_limit
+from biodiv_core.training.progress import PROGRESS_LOGGER
 
 logger = logging.getLogger("azureml_steps")
 
@@ -45,17 +46,41 @@ class _CorrelationFilter(logging.Filter):
         return True
 
 
+class _QuietFilter(logging.Filter):
+    """Lines at ``level`` or above, and progress lines whatever the level (a quiet terminal still shows them)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level if isinstance(level, int) else logging.INFO
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or record.name == PROGRESS_LOGGER
+
+
+class _StepFormatter(logging.Formatter):
+    """Time, level, correlation id, logger: except progress lines on a quiet terminal, which read as a list."""
+
+    def __init__(self, short_progress: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s [correlation_id=%(correlation_id)s] %(name)s: %(message)s")
+        self._short_progress = short_progress
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._short_progress and record.name == PROGRESS_LOGGER:
+            return "  " + record.getMessage()
+        return super().format(record)
+
+
 def configure_logging(correlation_id: str, level: int = logging.INFO) -> None:
     """Log lines on stderr, each carrying the correlation id (also for biodiv_core's loggers).
 
-    ``BIODIV_STEP_LOG_LEVEL`` (e.g. WARNING) quiets stderr only: lines forwarded to Dagster keep INFO.
+    ``BIODIV_STEP_LOG_LEVEL`` (e.g. WARNING) quiets stderr only, but for progress lines: lines forwarded to
+    Dagster keep INFO.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(os.environ.get(LOG_LEVEL_ENV, "INFO").upper())
+    quiet = _QuietFilter(logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "INFO").upper()))
+    handler.addFilter(quiet)
     handler.addFilter(_CorrelationFilter(correlation_id))
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [correlation_id=%(correlation_id)s] %(name)s: %(message)s")
-    )
+    handler.setFormatter(_StepFormatter(short_progress=quiet.level > logging.INFO))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_biodiv_step", False)]:
         root.removeHandler(old)

@@ -24,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rows", type=int, default=5000, help="points per site (default 5000)")
     parser.add_argument("--gold-rows", type=int, help="labelled points per species (default 80%% of --rows)")
     parser.add_argument("--covariates", type=int, default=12, help="covariate columns incl. land_cover (default 12)")
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="feature file format")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="feature file format (default csv)")
     parser.add_argument("--parts", type=int, default=1, help="feature files per site (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same data (default 0)")
     parser.add_argument("--version", type=int, default=1, help="data asset version to write (default 1)")
     parser.add_argument(
         "--if-exists",

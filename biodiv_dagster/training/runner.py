@@ -150,16 +150,35 @@ def register_new_models(
     """
     from biodiv_dagster.deployment.sensor import registration_run_requests
 
+    return _run_requests(instance, REGISTER_JOB, registration_run_requests, after_storage_id, partitions, quiet)
+
+
+def map_new_deployments(
+    instance: dg.DagsterInstance, after_storage_id: int | None, partitions=None, quiet: bool = False
+) -> list[str]:
+    """Make the habitat map of each deployment after ``after_storage_id`` (the habitat sensor's requests), in
+    process; nothing with a step launcher other than the local one (the map reads the site's data locally)."""
+    from biodiv_dagster.backends import step_launcher_from_env
+    from biodiv_dagster.habitat_automation import HABITAT_JOB, habitat_run_requests
+    from biodiv_dagster.launcher.local import LocalStepLauncher
+
+    if not isinstance(step_launcher_from_env(), LocalStepLauncher):
+        return []
+    return _run_requests(instance, HABITAT_JOB, habitat_run_requests, after_storage_id, partitions, quiet)
+
+
+def _run_requests(instance, job: str, requests_after, after_storage_id, partitions, quiet: bool) -> list[str]:
+    """Execute in process every run a sensor (``requests_after(instance, cursor)``) would request."""
     cursor = str(after_storage_id) if after_storage_id is not None else None
     run_ids = []
     while True:
-        requests, next_cursor = registration_run_requests(instance, cursor)
+        requests, next_cursor = requests_after(instance, cursor)
         for request in requests:
             if partitions is not None and request.partition_key not in partitions:
                 continue
             result = (
                 _defs()
-                .resolve_job_def(REGISTER_JOB)
+                .resolve_job_def(job)
                 .execute_in_process(
                     instance=instance,
                     partition_key=request.partition_key,
@@ -169,7 +188,7 @@ def register_new_models(
                 )
             )
             if not result.success:
-                raise RunFailedError(f"Registering {request.partition_key} failed in {failure_message(result)}")
+                raise RunFailedError(f"{job} for {request.partition_key} failed in {failure_message(result)}")
             run_ids.append(result.run_id)
         if not requests or next_cursor == cursor:
             return run_ids
@@ -234,13 +253,14 @@ def run_partition(
     quiet: bool = False,
     **settings: Any,
 ) -> PartitionOutcome:
-    """Train one partition through Dagster, then register and (past the gate) deploy its model."""
+    """Train one partition through Dagster, then register and (past the gate) deploy its model and map it."""
     from biodiv_core.naming import slugify
 
     check_inputs(site, species)
     import_in_background()
     key = str(partition_key(slugify(site, "site"), slugify(species)))
     before = latest_storage_id(instance, "deployable_model")
+    before_deployment = latest_storage_id(instance, "batch_deployment")
     correlation_id = new_correlation_id()
     result = train_partition(
         instance,
@@ -251,6 +271,7 @@ def run_partition(
         **settings,
     )
     register_new_models(instance, before, partitions={key}, quiet=quiet)
+    map_new_deployments(instance, before_deployment, partitions={key}, quiet=quiet)
     summary = partition_summary(instance, key)
     summary["correlation_id"] = correlation_id
     return PartitionOutcome(site, species, key, correlation_id, result.run_id, summary)
