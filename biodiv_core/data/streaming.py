@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from biodiv_core.data.contract import COORDINATE_COLUMNS, ID_COLUMN, float_ids_as_int64
 from biodiv_core.data.csv_pieces import FIRST_BLOCK_BYTES, map_pieces
 from biodiv_core.data.datastore import read_arrow, read_table, select_columns, table_files
-from biodiv_core.data.kept_columns import KeptColumns, PieceMismatch
+from biodiv_core.data.kept_columns import KeptColumns, PieceMismatch, selected
 from biodiv_core.errors import DataContractError
 
 # Rows per parquet batch: small enough that a decoded batch is reused by the allocator, not left resident.
@@ -76,12 +76,20 @@ def _keep(sorted_gold: np.ndarray, values: np.ndarray) -> np.ndarray:
     return sorted_gold[at] == values
 
 
-def _check_unique(ids: np.ndarray) -> None:
-    """_FullRead if an id appears twice anywhere. Sorts ``ids`` in place: 8 bytes a row, not a hash set's
-    several times that."""
-    ids.sort()
+def _check_unique(ids: np.ndarray, kind: str = "quicksort") -> None:
+    """_FullRead if an id appears twice anywhere. Sorts ``ids`` in place (8 bytes a row, not a hash set's
+    several times that; numpy releases the GIL for it). ``kind="stable"`` for ids that are runs already
+    sorted: it merges them (60 runs of 1,000,000 ids: 22 ms, a quicksort 62 ms)."""
+    ids.sort(kind=kind)
     if (ids[1:] == ids[:-1]).any():
         raise _FullRead
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for int64 ids, by a sort: numpy 2.4's np.unique hashes, 14x slower here
+    (131 ms vs 9 ms for 200,000 ids)."""
+    values = np.sort(values.astype(np.int64, copy=False))
+    return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
 
 
 def _columns_of(files: list[Path]) -> list[tuple[Path, list[str], list[str]]]:
@@ -128,9 +136,7 @@ def _parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int)
         rows_kept += len(kept_ids[-1])
     ids = all_ids[0] if len(all_ids) == 1 else np.concatenate(all_ids)
     del all_ids
-    _check_unique(ids)  # before the other columns: fail early, and free the ids before the columns fill
     rows = len(ids)
-    del ids
     if not rows_kept:
         raise _FullRead
     columns = KeptColumns(rows_kept)
@@ -140,16 +146,20 @@ def _parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int)
     columns.put(ID_COLUMN, 0, np.concatenate(kept_ids))
     del kept_ids
 
+    positions: dict[tuple[int, int], np.ndarray] = {}  # the kept rows of each batch, shared by the columns
+
     def read_column(file: Path, offset: int, keep: np.ndarray, name: str, written: str) -> None:
         # Its own ParquetFile: readers are not shared between threads (opening one parses only the footer).
         batches = pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=[written], use_threads=False)
         start = 0
         for batch in batches:
-            mask = pa.array(keep[start : start + batch.num_rows])
+            key = (id(keep), start)
+            if key not in positions:
+                positions[key] = np.flatnonzero(keep[start : start + batch.num_rows])
             start += batch.num_rows
-            piece = pc.filter(batch.column(0), mask)
-            columns.put(name, offset, piece)
-            offset += len(piece)
+            values = selected(name, batch.column(0), positions[key])
+            columns.put(name, offset, values)
+            offset += len(values)
         # This thread's freed batches: mimalloc returns a thread's free pages only when that thread asks.
         pa.default_memory_pool().release_unused()
 
@@ -160,7 +170,10 @@ def _parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int)
         if name != ID_COLUMN
     ]
     with ThreadPoolExecutor(threads, thread_name_prefix="parquet-column") as pool:
-        for done in [pool.submit(read_column, *task) for task in tasks]:
+        # The duplicate check first, beside the columns: its copy of the ids is freed long before they fill.
+        unique = pool.submit(_check_unique, ids)
+        del ids
+        for done in [unique, *(pool.submit(read_column, *task) for task in tasks)]:
             done.result()
     return columns.frame(rows_kept), rows
 
@@ -186,16 +199,17 @@ def _csv_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> 
         def reduce(table: pa.Table, wanted=wanted, at=at):
             values = _int64_ids(table.column(at).combine_chunks())
             keep = _keep(sorted_gold, values)
-            mask = pa.array(keep)
+            rows_at = np.flatnonzero(keep)
             kept = [
-                (name, table.column(i).type, pc.filter(table.column(i), mask))
+                (name, table.column(i).type, selected(name, table.column(i), rows_at))
                 for i, name in enumerate(wanted)
                 if i != at
             ]
             del table
             # This thread's freed piece: mimalloc returns a thread's free pages only when that thread asks.
             pa.default_memory_pool().release_unused()
-            return values, values[keep], kept
+            # Sorted here, on the reading threads, for the duplicate check: a copy, and runs the final sort merges.
+            return np.sort(values), values[keep], kept
 
         # Room for the file's ids, estimated from its size and its first block's rows, so copies stay rare.
         size, first_block = file.stat().st_size, True
@@ -214,7 +228,7 @@ def _csv_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> 
             rows_kept += len(kept_ids)
     if not rows or not rows_kept:  # a header but no rows (read_arrow reports it), or no gold row
         raise _FullRead
-    _check_unique(ids[:rows])
+    _check_unique(ids[:rows], kind="stable")
     del ids
     return columns.frame(rows_kept), rows
 
@@ -231,7 +245,7 @@ def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pd.DataFrame, in
     its first block, files of a folder that disagree on columns or on the kind of a column's values, a folder
     mixing CSV and parquet.
     """
-    sorted_gold = np.unique(gold_ids.astype(np.int64, copy=False))
+    sorted_gold = sorted_unique(gold_ids)
     try:
         files = table_files(path)
         kinds = {file.suffix.lower() == ".csv" for file in files}
