@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +38,8 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     # Dictionary pages only for categories: building them for float covariates made writing 3x slower
     # (0.23 s vs 0.07 s for 200k x 30) for files ~1.5x smaller; the output is an intermediate the next steps read once.
     categorical = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
-    pq.write_table(table, path, use_dictionary=categorical or False)
+    # Uncompressed: snappy took 40% of the write (68 vs 40 ms CPU for 200k x 30) for a file 10% smaller.
+    pq.write_table(table, path, use_dictionary=categorical or False, compression="none")
 
 
 def _table_with_id(frame: pd.DataFrame) -> pa.Table:
@@ -89,12 +91,14 @@ def run_prep(args: PrepArgs) -> dict:
         "output": str(args.output),
         "correlation_id": args.correlation_id,
     }
-    with atomic_output_dir(args.output) as tmp:
-        _write_parquet(data.features, tmp / FEATURES_FILE)
+    with atomic_output_dir(args.output) as tmp, ThreadPoolExecutor(1) as writer:
+        # The features file on a second thread (pyarrow writes without the GIL), the small ones here meanwhile.
+        features_written = writer.submit(_write_parquet, data.features, tmp / FEATURES_FILE)
         _write_parquet(data.targets.to_frame(), tmp / TARGETS_FILE)
         if data.coords is not None:
             _write_parquet(data.coords, tmp / COORDS_FILE)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        features_written.result()
     logger.info(
         "prep %s: %d rows (%d present, %d absent), %d features -> %s",
         args.partition,
