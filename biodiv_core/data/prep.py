@@ -12,6 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,12 +46,17 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def _table_with_id(frame: pd.DataFrame) -> pa.Table:
     """``frame`` with its gbifid index as the first plain column (not pandas index metadata, so any reader,
     not only pandas, sees it): the table ``frame.reset_index()`` gives, schema and pandas metadata included,
-    without reset_index's copy of every column (``Table.from_pandas`` wraps numeric columns without copying).
+    without reset_index's copy of every column. Float columns without NaN are wrapped as they are (from_pandas
+    scans each for NaN to make nulls: 0.9 ms a column of 200,000).
     """
     schema = pa.Schema.from_pandas(frame.iloc[:0].reset_index(), preserve_index=False)
-    columns = pa.Table.from_pandas(frame, preserve_index=False).columns
+    columns = [pa.array(frame.index.to_numpy())]
+    for name in frame.columns:
+        values = frame[name].to_numpy() if frame[name].dtype.kind == "f" else None
+        no_nan = values is not None and not np.isnan(values).any()
+        columns.append(pa.array(values) if no_nan else pa.Array.from_pandas(frame[name]))
     try:
-        return pa.Table.from_arrays([pa.array(frame.index.to_numpy()), *columns], schema=schema)
+        return pa.Table.from_arrays(columns, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # a type an empty frame does not show (e.g. text as object)
         return pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
 

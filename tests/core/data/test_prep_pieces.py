@@ -189,7 +189,12 @@ def test_the_gold_read_is_read_tables_and_falls_back_to_it(tmp_path, monkeypatch
 
 def test_the_output_table_is_reset_indexs_without_the_copy():
     frame = pd.DataFrame(
-        {"ndvi": np.array([0.5, np.nan, 0.25], dtype=np.float32), "land_cover": pd.Categorical(["a", "b", "a"])},
+        {
+            "ndvi": np.array([0.5, np.nan, 0.25], dtype=np.float32),
+            "slope": np.array([1.0, 2.0, 3.0], dtype=np.float32),
+            "land_cover": pd.Categorical(["a", "b", "a"]),
+            "target": np.array([0, 1, 0], dtype=np.int8),
+        },
         index=pd.Index(np.array([3_000_000_001, 3_000_000_002, 3_000_000_003]), name="gbifid"),
     )
     expected = pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
