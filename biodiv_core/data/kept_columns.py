@@ -13,6 +13,8 @@ become categories), exactly as the table was before.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -59,6 +61,8 @@ class KeptColumns:
         self._types: dict[str, pa.DataType] = {}
         self._arrays: dict[str, np.ndarray] = {}
         self._pieces: dict[str, list[tuple[int, pa.Array]]] = {}
+        self._filled: dict[str, int] = {}  # rows written into each numpy column, checked by ``frame``
+        self._lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -77,6 +81,7 @@ class KeptColumns:
         else:
             # np.empty: pages are only touched (and resident) as pieces fill them.
             self._arrays[name] = np.empty(self.capacity, dtype=dtype)
+            self._filled[name] = 0
 
     def put(self, name: str, offset: int, values: pa.Array | pa.ChunkedArray | np.ndarray) -> None:
         """The column's values for rows ``offset`` .. ``offset + len(values)`` (safe from several threads)."""
@@ -88,6 +93,8 @@ class KeptColumns:
                     raise PieceMismatch(name)
                 values = values.to_numpy(zero_copy_only=False)  # nulls -> NaN, as to_pandas gives them
             self._arrays[name][offset : offset + len(values)] = values  # float64 -> float32 on the way
+            with self._lock:
+                self._filled[name] += len(values)
             return
         chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         self._pieces[name].append((offset, chunks))  # list.append: atomic under the GIL
@@ -98,6 +105,8 @@ class KeptColumns:
         columns = {}
         for name in self._types:
             if name in self._arrays:
+                if self._filled[name] != rows:  # never: the rows not written would hold whatever memory held
+                    raise PieceMismatch(name)
                 columns[name] = self._arrays[name][:rows]
                 continue
             pieces = [chunk for _, chunks in sorted(self._pieces.pop(name), key=lambda p: p[0]) for chunk in chunks]
@@ -105,6 +114,8 @@ class KeptColumns:
                 raise PieceMismatch(name)
             chunked = pa.chunked_array(pieces, type=pieces[0].type if pieces else self._types[name])
             del pieces
+            if len(chunked) != rows:  # never: pandas would align the column on its index and fill in NaN
+                raise PieceMismatch(name)
             columns[name] = chunked.to_pandas(strings_to_categorical=True, self_destruct=True)
         self._arrays = {}
         return pd.DataFrame(columns, copy=False)

@@ -146,14 +146,16 @@ def _parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int)
     columns.put(ID_COLUMN, 0, np.concatenate(kept_ids))
     del kept_ids
 
-    positions: dict[tuple[int, int], np.ndarray] = {}  # the kept rows of each batch, shared by the columns
+    # The kept rows of each batch, shared by the columns. Keyed by length too: the reader cuts batches at
+    # different rows for different columns when row groups are smaller than a batch.
+    positions: dict[tuple[int, int, int], np.ndarray] = {}
 
     def read_column(file: Path, offset: int, keep: np.ndarray, name: str, written: str) -> None:
         # Its own ParquetFile: readers are not shared between threads (opening one parses only the footer).
         batches = pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=[written], use_threads=False)
         start = 0
         for batch in batches:
-            key = (id(keep), start)
+            key = (id(keep), start, batch.num_rows)
             if key not in positions:
                 positions[key] = np.flatnonzero(keep[start : start + batch.num_rows])
             start += batch.num_rows
