@@ -166,10 +166,16 @@ class _Grid:
 
 
 def windows(stack: CovariateStack, max_cells: int = DEFAULT_WINDOW_CELLS) -> Iterator:
-    """Row-major blocks of at most ``max_cells`` cells covering the grid (``rasterio.windows.Window``)."""
+    """Row-major blocks of at most ``max_cells`` cells covering the grid (``rasterio.windows.Window``).
+
+    Square where the grid allows: tiled GeoTIFFs (256 x 256 blocks) are then read and written a few whole
+    tiles at a time, where full-width strips would decompress each tile once per strip crossing it.
+    """
+    import math
+
     from rasterio.windows import Window
 
-    cols = min(stack.width, max(1, max_cells))
+    cols = min(stack.width, max(1, math.isqrt(max(1, max_cells))))
     rows = max(1, max_cells // cols)
     for row in range(0, stack.height, rows):
         for col in range(0, stack.width, cols):

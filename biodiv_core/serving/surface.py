@@ -28,7 +28,7 @@ SURFACE_MAP_FILE = "suitability_map.png"
 BANDS = ("probability", "presence")
 OUTPUT_NODATA = -9999.0
 MAP_PIXELS = 800  # longest side of the PNG's source image
-GDAL_CACHE_BYTES = 64 * 2**20  # GDAL's block cache would otherwise grow with the raster (5% of RAM)
+GDAL_CACHE_BYTES = 32 * 2**20  # GDAL's block cache would otherwise grow with the raster (5% of RAM)
 
 
 def output_nodata(stack: CovariateStack) -> float:
