@@ -98,3 +98,27 @@ def plot_tuning_history(trials: list[dict], path) -> None:
         fig.savefig(os.fspath(path), dpi=100)
     finally:
         plt.close(fig)
+
+
+def plot_surface(values, extent, path, title: str = "Habitat suitability", geographic: bool = True) -> None:
+    """A probability surface (masked array, north up) over ``extent`` (left, right, bottom, top); masked cells grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    try:
+        image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
+        if geographic:
+            # Degrees of longitude shrink with latitude: keep the map's shape true at its centre.
+            ax.set_aspect(1.0 / max(np.cos(np.radians((extent[2] + extent[3]) / 2)), 0.1))
+        fig.colorbar(image, ax=ax, label="probability of presence")
+        ax.set_xlabel("longitude" if geographic else "x")
+        ax.set_ylabel("latitude" if geographic else "y")
+        ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(os.fspath(path), dpi=100)
+    finally:
+        plt.close(fig)

@@ -220,6 +220,7 @@ def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str,
     model = _latest_metadata(instance, "deployable_model", partition)
     registered = _latest_metadata(instance, "registered_model", partition)
     deployment = _latest_metadata(instance, "batch_deployment", partition)
+    habitat = _latest_metadata(instance, "habitat_suitability", partition)
     return {
         "site": prepared.get("site"),
         "species": prepared.get("species"),
@@ -241,6 +242,8 @@ def partition_summary(instance: dg.DagsterInstance, partition: str) -> dict[str,
         "deployment_decision": deployment.get("reason"),
         "endpoint": deployment.get("endpoint_name"),
         "endpoint_location": deployment.get("endpoint_location"),
+        # The surface of the latest habitat map (None without covariate rasters or before a map is made).
+        "suitability_raster": habitat.get("suitability_raster"),
         "correlation_id": model.get("correlation_id") or prepared.get("correlation_id"),
     }
 

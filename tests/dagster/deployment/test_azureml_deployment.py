@@ -139,9 +139,11 @@ def test_data_assets_upload_and_resolve_to_explicit_versions(workspace, tmp_path
     generate_datastore(root, sites=[SITE], species=[SPECIES], rows=200, seed=3)
     generate_datastore(root, sites=[SITE], species=[SPECIES], rows=200, seed=4, version=2)
     assert cli_main(["azureml", "upload-data", "--root", str(root)]) == 0
-    assert "4 data asset version(s) registered" in capsys.readouterr().out
+    # features, species and covariate rasters, two versions each
+    assert "6 data asset version(s) registered" in capsys.readouterr().out
     assert cli_main(["azureml", "upload-data", "--root", str(root)]) == 0
-    assert "0 data asset version(s) registered, 4 already there" in capsys.readouterr().out
+    assert "0 data asset version(s) registered, 6 already there" in capsys.readouterr().out
+    assert workspace.data.get("yellowstone-covariates", "2").type == "uri_folder"
     asset = "yellowstone-training-features"
     assert resolve_data_version(workspace, asset) == 2
     assert resolve_data_version(workspace, asset, 1) == 1
