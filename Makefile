@@ -42,8 +42,11 @@ test: lint node-deps system-deps
 test-ui: $(STAMP)
 	$(BIN)/pytest -q -m ui
 
+# Dagster UI and MLflow UI ports: make ui PORT=3001 MLFLOW_PORT=5001
+PORT ?= 3000
+MLFLOW_PORT ?= 5000
 ui: $(STAMP)
-	$(BIN)/biodiv ui
+	$(BIN)/biodiv ui --port $(PORT) --mlflow-port $(MLFLOW_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

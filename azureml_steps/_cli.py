@@ -7,6 +7,7 @@ Dagster failure); 1 anything else (a bug: the traceback is printed).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -23,6 +24,8 @@ from typing import Any
 from azureml_steps import reporting
 from azureml_steps._orphan import exit_with_parent
 from biodiv_core.step_args import CORRELATION_ENV, StepArgs
+from biodiv_core.threads import native_thread_limit
+from biodiv_core.training.progress import PROGRESS_LOGGER
 
 logger = logging.getLogger("azureml_steps")
 
@@ -45,17 +48,41 @@ class _CorrelationFilter(logging.Filter):
         return True
 
 
+class _QuietFilter(logging.Filter):
+    """Lines at ``level`` or above, and progress lines whatever the level (a quiet terminal still shows them)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level if isinstance(level, int) else logging.INFO
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or record.name == PROGRESS_LOGGER
+
+
+class _StepFormatter(logging.Formatter):
+    """Time, level, correlation id, logger: except progress lines on a quiet terminal, which read as a list."""
+
+    def __init__(self, short_progress: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s [correlation_id=%(correlation_id)s] %(name)s: %(message)s")
+        self._short_progress = short_progress
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._short_progress and record.name == PROGRESS_LOGGER:
+            return "  " + record.getMessage()
+        return super().format(record)
+
+
 def configure_logging(correlation_id: str, level: int = logging.INFO) -> None:
     """Log lines on stderr, each carrying the correlation id (also for biodiv_core's loggers).
 
-    ``BIODIV_STEP_LOG_LEVEL`` (e.g. WARNING) quiets stderr only: lines forwarded to Dagster keep INFO.
+    ``BIODIV_STEP_LOG_LEVEL`` (e.g. WARNING) quiets stderr only, but for progress lines: lines forwarded to
+    Dagster keep INFO.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(os.environ.get(LOG_LEVEL_ENV, "INFO").upper())
+    quiet = _QuietFilter(logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "INFO").upper()))
+    handler.addFilter(quiet)
     handler.addFilter(_CorrelationFilter(correlation_id))
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [correlation_id=%(correlation_id)s] %(name)s: %(message)s")
-    )
+    handler.setFormatter(_StepFormatter(short_progress=quiet.level > logging.INFO))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_biodiv_step", False)]:
         root.removeHandler(old)
@@ -67,10 +94,13 @@ def configure_logging(correlation_id: str, level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+QUIET_ERRORS_ENV = "BIODIV_STEP_QUIET_ERRORS"
+
+
 def _errors_quiet() -> bool:
-    """``BIODIV_STEP_LOG_LEVEL=CRITICAL`` (what `biodiv run` sets without --verbose): the launching CLI prints the
+    """``BIODIV_STEP_QUIET_ERRORS=1`` (what `biodiv run`/`main` set without --verbose): the launching CLI prints the
     failure's one line itself (from the error file), so the step prints neither the line nor a traceback."""
-    return os.environ.get(LOG_LEVEL_ENV, "INFO").strip().upper() == "CRITICAL"
+    return os.environ.get(QUIET_ERRORS_ENV, "").strip() == "1"
 
 
 # A full or read-only disk fails the same way on every retry: the user must act, so it is reported like bad data.
@@ -124,7 +154,8 @@ def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     configure_logging(args.correlation_id)
     logger.info("step %s starting (%s)", args.step, args.partition)
     code = 0
-    with reporting.session():
+    threads = getattr(args, "num_threads", None)
+    with reporting.session(), native_thread_limit(threads) if threads else contextlib.nullcontext():
         try:
             main(args)
         except Exception as exc:

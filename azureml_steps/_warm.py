@@ -9,9 +9,10 @@ forks a *supervisor*, which forks the step process: the same step code an AzureM
 process that imports our own modules anew (so edited project code is never stale; only third-party modules
 are shared). The supervisor relays the client's signals to the step, kills the step when the client dies
 (the client is the process Dagster and the tests see), and sends back the exit status, which the client
-exits with (a step killed by a signal makes the client die of the same signal).
+exits with (a step killed by a signal makes the client die of the same signal). A client that finds the
+server still importing waits for it; one that finds no server runs the step the plain way.
 
-    python -m azureml_steps._warm serve --socket PATH     # started by the local launcher, one per process
+    python -m azureml_steps._warm serve --socket PATH --detach   # by the local launcher (launcher/warm.py)
     python -m azureml_steps._warm run --socket PATH azureml_steps.train --site ...
 """
 
@@ -28,8 +29,9 @@ import struct
 import sys
 import time
 
-# Third-party modules every step needs; imported once by the server, shared copy-on-write by forks.
-PRELOAD = (
+# Third-party modules imported once by a server, shared copy-on-write by its forks: one server kind for steps,
+# one for Dagster run workers (`dagster api execute_run`, launched by biodiv_dagster.run_launcher).
+STEP_PRELOAD = (
     "numpy",
     "pandas",
     "pyarrow.parquet",
@@ -40,14 +42,55 @@ PRELOAD = (
     "matplotlib.pyplot",
     "mlflow",
     "mlflow.lightgbm",
+    "mlflow.pyfunc",
+    # What opening the SQLite tracking store and saving a model import (alembic, SQLAlchemy, GitPython,
+    # pygments): ~2-3 s per step on top of the libraries above, measured with -X importtime in a warm fork.
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.store.db.utils",
+    "git",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
     "yaml",
 )
+RUN_PRELOAD = (
+    "dagster",
+    "dagster._cli.api",
+    "dagster._core.execution.api",
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    "dagster._core.storage.runs.sqlite.sqlite_run_storage",
+    "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
+    "dagster_mlflow",
+    # The registration run's MLflow client and stores; pandas/pyarrow for the asset checks' metadata.
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "pandas",
+    "pyarrow.parquet",
+    "yaml",
+)
+PRELOADS = {"step": STEP_PRELOAD, "run": RUN_PRELOAD}
+# Caches filled once by the server so that no step fills its own: saving a model checks its pip requirements
+# against the installed packages, and MLflow maps every installed distribution to its modules for that (1.2-1.3 s
+# per train_to_deploy step; the map depends only on the environment the server shares with its steps).
+WARM_UPS = ("mlflow.utils.requirements_utils:_init_modules_to_packages_map",)
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _interpreter_env(env: dict) -> dict:
     """What shapes an interpreter at start-up (sys.path, sitecustomize, hash seed...): PYTHON* variables."""
     return {key: value for key, value in env.items() if key.startswith("PYTHON") and key != "PYTHONUNBUFFERED"}
+
+
+def has_startup_hook(env: dict) -> bool:
+    """Whether ``env``'s PYTHONPATH brings a ``sitecustomize``/``usercustomize``: start-up code (a test's fault
+    injection, a benchmark's memory probe) that may read the environment when the interpreter starts, which
+    a fork of the server never does again. Such steps run the plain way."""
+    for folder in filter(None, env.get("PYTHONPATH", "").split(os.pathsep)):
+        if any(os.path.exists(os.path.join(folder, f"{name}.py")) for name in ("sitecustomize", "usercustomize")):
+            return True
+    return False
 
 
 _HEADER = struct.Struct("!I")
@@ -84,14 +127,20 @@ def _recv(sock: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int
 # --------------------------------------------------------------------------- server side
 
 
-def serve(path: str, idle_seconds: float, parent: int) -> None:
-    """Accept step requests on ``path`` until the parent process is gone or nothing came for ``idle_seconds``."""
+def serve(path: str, idle_seconds: float, parent: int | None, kind: str = "step") -> None:
+    """Accept requests on ``path`` until nothing ran for ``idle_seconds`` (or ``parent``, if given, is gone)."""
     import importlib
 
-    for name in PRELOAD:
+    for name in PRELOADS[kind]:
         try:
             importlib.import_module(name)
         except ImportError:  # a missing optional library is imported (and fails) in the step as before
+            pass
+    for target in WARM_UPS:
+        module, _, function = target.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)()
+        except Exception:  # a private MLflow helper renamed: the step fills the cache itself, as before
             pass
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path + ".tmp")
@@ -99,43 +148,68 @@ def serve(path: str, idle_seconds: float, parent: int) -> None:
     server.listen(64)
     stopping = []
     signal.signal(signal.SIGTERM, lambda number, frame: stopping.append(number))
+    supervisors: set[int] = set()
     last = time.monotonic()
-    while not stopping and os.getppid() == parent and time.monotonic() - last < idle_seconds:
-        _reap()
+    while not stopping and (parent is None or os.getppid() == parent):
+        _reap(supervisors)
+        if supervisors:  # a step still running is not idleness
+            last = time.monotonic()
+        elif time.monotonic() - last >= idle_seconds:
+            break
         ready, _, _ = select.select([server], [], [], 1.0)
         if not ready or stopping:
             continue
         conn, _ = server.accept()
         last = time.monotonic()
-        if os.fork() == 0:  # supervisor
+        pid = os.fork()
+        if pid == 0:  # supervisor
             server.close()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os._exit(_supervise(conn))
+        supervisors.add(pid)
         conn.close()
-    server.close()
-    _reap(block=True)
-    try:
+    try:  # first the socket, so that no client connects to a server on its way out
         os.unlink(path)
     except OSError:
         pass
+    server.close()
+    _reap(supervisors, block=True)
 
 
-def _reap(block: bool = False) -> None:
+def detach(pid_file: str) -> bool:
+    """Become a daemon (True in the daemon, False in the starting process, which should exit).
+
+    Shared by processes that come and go (run workers, CLI calls, tests), the server must not be any one's
+    child: it is re-parented to init, in its own session, in ``/``, and writes its pid for clients to find.
+    """
+    if os.fork() > 0:
+        return False
+    os.setsid()
+    os.chdir("/")
+    with open(pid_file + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)
+    return True
+
+
+def _reap(supervisors: set[int], block: bool = False) -> None:
     """Wait for finished supervisors: waited-for children count in this process's CPU usage (benchmarks read it)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
         except ChildProcessError:
+            supervisors.clear()
             return
         if pid == 0:
             return
+        supervisors.discard(pid)
 
 
 def _supervise(conn: socket.socket) -> int:
     request, fds = _recv(conn, with_fds=3)
     if request is None or len(fds) != 3:
         return 1
-    if _interpreter_env(request["env"]) != _interpreter_env(dict(os.environ)):
+    if _interpreter_env(request["env"]) != _interpreter_env(dict(os.environ)) or has_startup_hook(request["env"]):
         # A fresh interpreter would start differently (another PYTHONPATH, a sitecustomize): not a fork of this one.
         _send(conn, {"cold": True})
         return 0
@@ -203,11 +277,8 @@ def _become_step(request: dict, fds: list[int]) -> None:
 
 def run(path: str, module: str, args: list[str]) -> int:
     """Run ``python -m module args`` in a warm fork; the exit code (or the death by signal) is the step's."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError:
-        sock.close()
+    sock = _connect(path)
+    if sock is None:
         return _cold(module, args)  # no server (gone idle, not started): the plain way
     from azureml_steps._orphan import PARENT_ENV, exit_with_parent
 
@@ -245,6 +316,38 @@ def run(path: str, module: str, args: list[str]) -> int:
     return code
 
 
+def pid_file(path: str) -> str:
+    """Where the server listening on socket ``path`` writes its pid (``X.sock`` -> ``X.pid``)."""
+    return path.removesuffix(".sock") + ".pid"
+
+
+def server_alive(path: str) -> bool:
+    """Whether the server of socket ``path`` is running (maybe still importing), from its pid file."""
+    try:
+        with open(pid_file(path)) as handle:
+            pid = int(handle.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"azureml_steps._warm" in handle.read()
+    except (OSError, ValueError):
+        return False
+
+
+def _connect(path: str, timeout: float = 180.0) -> socket.socket | None:
+    """A connection to the server, waiting while it is still importing (a cold step would import the same
+    libraries beside it, on the same cores); None when there is no server."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError:
+            sock.close()
+        if not server_alive(path) or time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
 def _cold(module: str, args: list[str]) -> int:
     os.execv(sys.executable, [sys.executable, "-m", module, *args])
     return 1  # not reached
@@ -256,14 +359,18 @@ def main(argv: list[str] | None = None) -> int:
     server = commands.add_parser("serve")
     server.add_argument("--socket", required=True)
     server.add_argument("--idle-seconds", type=float, default=600.0)
-    server.add_argument("--parent", type=int, default=None, help="exit when this process is gone (default: parent)")
+    server.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    server.add_argument("--detach", action="store_true", help="run as a daemon shared by processes (pid file)")
+    server.add_argument("--kind", choices=sorted(PRELOADS), default="step", help="what to preload")
     client = commands.add_parser("run")
     client.add_argument("--socket", required=True)
     client.add_argument("module")
     client.add_argument("args", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command == "serve":
-        serve(options.socket, options.idle_seconds, options.parent or os.getppid())
+        if options.detach and not detach(pid_file(options.socket)):
+            return 0
+        serve(options.socket, options.idle_seconds, options.parent, options.kind)
         return 0
     return run(options.socket, options.module, list(options.args))
 

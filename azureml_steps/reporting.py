@@ -163,14 +163,30 @@ def integer(value: Any) -> dict[str, Any]:
     return {"raw_value": int(value), "type": "int"}
 
 
-def number(value: Any) -> dict[str, Any]:
+SIGNIFICANT_DIGITS = 4
+
+
+def significant(value: Any, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits (0.814793... -> 0.8148): what a reader compares."""
     value = float(value)
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+
+
+def number(value: Any) -> dict[str, Any]:
+    """A float entry, rounded to 4 significant digits (the files in the output folder keep full precision)."""
+    value = significant(value)
     return {"raw_value": value if math.isfinite(value) else None, "type": "float" if math.isfinite(value) else "null"}
 
 
 def common(output: str | os.PathLike, args: Any) -> dict[str, Any]:
     """Keys every output reports: its folder and the run's correlation id (``args``: the step's StepArgs)."""
     return {"path": path(output), "correlation_id": text(args.correlation_id or "")}
+
+
+def mlflow_run(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The step's MLflow run and experiment ids (the orchestrator links the run in the MLflow UI from them)."""
+    keys = ("mlflow_run_id", "mlflow_experiment_id")
+    return {key: text(summary[key]) for key in keys if summary.get(key)}
 
 
 def _json_default(value: Any) -> Any:
@@ -182,11 +198,11 @@ def _json_default(value: Any) -> Any:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A GitHub-flavoured markdown table; floats to 4 decimals."""
+    """A GitHub-flavoured markdown table; floats to 4 significant digits."""
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            return f"{value:.4f}"
+            return str(significant(value))
         return str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from azureml_steps import _cli, reporting
+from azureml_steps.reports import tuning_report
+from biodiv_core.evaluation.outputs import TUNING_HISTORY_FILE
 from biodiv_core.step_args import TrainArgs
 
 
@@ -43,27 +45,6 @@ def _best_parameters(folder: Path) -> dict[str, Any]:
     return data.get("best_parameters", data) if isinstance(data, dict) else data
 
 
-def trial_curve(trials: list[dict[str, Any]]) -> str:
-    """Markdown table: each trial's CV AUC and the best so far (the tuning curve)."""
-    rows, best = [], float("-inf")
-    for index, trial in enumerate(trials):
-        auc = trial.get("auc", -trial["loss"] if "loss" in trial else None)
-        if auc is None:
-            continue
-        best = max(best, float(auc))
-        rows.append(
-            {
-                "trial": trial.get("trial", index),
-                "cv_auc": float(auc),
-                "best_so_far": best,
-                "loss": float(trial.get("loss", -float(auc))),
-                "seconds": trial.get("seconds", ""),
-                "pruned": trial.get("pruned", ""),
-            }
-        )
-    return reporting.markdown_table(rows, ["trial", "cv_auc", "best_so_far", "loss", "seconds", "pruned"])
-
-
 def best_parameters_metadata(summary: dict[str, Any], args: TrainArgs) -> dict[str, Any]:
     folder = Path(args.best_parameters)
     trials = _trials(folder)
@@ -71,15 +52,13 @@ def best_parameters_metadata(summary: dict[str, Any], args: TrainArgs) -> dict[s
     best_cv_auc = summary.get("best_cv_auc", max(aucs) if aucs else None)
     metadata: dict[str, Any] = {
         **reporting.common(args.best_parameters, args),
+        "report": reporting.md(tuning_report(summary, trials, _best_parameters(folder), folder / TUNING_HISTORY_FILE)),
         "best_parameters": reporting.as_json(_best_parameters(folder)),
-        "trials": reporting.md(trial_curve(trials)),
         "n_trials": reporting.integer(len(trials)),
     }
     if best_cv_auc is not None:
         metadata["best_cv_auc"] = reporting.number(best_cv_auc)
-    for key in ("mlflow_run_id", "mlflow_run_uri"):
-        if summary.get(key):
-            metadata[key] = reporting.text(summary[key])
+    metadata.update(reporting.mlflow_run(summary))
     for key in ("n_folds", "max_evals", "seed", "num_threads"):
         if summary.get(key) is not None:
             metadata[key] = reporting.integer(summary[key])

@@ -44,6 +44,8 @@ def model_metadata(summary: dict[str, Any], args: DeployArgs) -> dict[str, Any]:
         metadata["mlflow_run_id"] = reporting.text(run_id)
     if run_uri:
         metadata["mlflow_run_uri"] = reporting.text(run_uri)
+    if summary.get("mlflow_experiment_id"):
+        metadata["mlflow_experiment_id"] = reporting.text(summary["mlflow_experiment_id"])
     return metadata
 
 

@@ -144,6 +144,24 @@ def machine_busy_cpu() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def warm_servers(tmpdir: str | os.PathLike, stop: bool = False) -> float:
+    """CPU seconds the warm step servers under ``tmpdir`` used so far (each itself plus the step processes it
+    forked and reaped): they are daemons, in no benchmark's process tree. ``stop``: terminate them too."""
+    import signal
+
+    cpu = 0.0
+    for pid_file in Path(tmpdir).glob("biodiv-warm-*/*.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+            if stop:
+                os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+    return cpu
+
+
 def python_command(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 

@@ -88,6 +88,10 @@ def species_asset_name(site: str) -> str:
     return f"{slugify(site, 'site')}-training-species"
 
 
+def covariates_asset_name(site: str) -> str:
+    return f"{slugify(site, 'site')}-covariates"
+
+
 def truth_asset_name(site: str) -> str:
     return f"{slugify(site, 'site')}-truth"
 

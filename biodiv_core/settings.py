@@ -26,6 +26,25 @@ def mlflow_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{biodiv_home() / 'mlflow' / 'mlflow.db'}"
 
 
+DEFAULT_MLFLOW_UI_PORT = 5000
+MLFLOW_UI_URL_ENV = "BIODIV_MLFLOW_UI_URL"
+
+
+def mlflow_ui_url() -> str:
+    """Base URL of the MLflow UI that shows the tracking store, for links in Dagster metadata.
+
+    ``BIODIV_MLFLOW_UI_URL`` if set; else the tracking server itself when it is a web server; else the local
+    MLflow UI `biodiv ui` starts beside Dagster on the SQLite store (port ``BIODIV_MLFLOW_PORT``, default 5000).
+    """
+    explicit = os.environ.get(MLFLOW_UI_URL_ENV)
+    if explicit:
+        return explicit.rstrip("/")
+    uri = mlflow_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return f"http://127.0.0.1:{os.environ.get('BIODIV_MLFLOW_PORT') or DEFAULT_MLFLOW_UI_PORT}"
+
+
 def mlflow_artifact_root() -> Path:
     return biodiv_home() / "mlflow" / "artifacts"
 

@@ -74,6 +74,7 @@ class StepArgs:
     species: str = param(help="species name as in candidate_species.csv, e.g. 'Cygnus buccinator'")
     partition: str | None = param(None, help="Dagster partition key <site-slug>|<species-slug> (default: from names)")
     correlation_id: str | None = param(None, help=f"id shared by every step of a run (default: ${CORRELATION_ENV})")
+    dagster_run_id: str | None = param(None, help="id of the Dagster run that launched the step (an MLflow run tag)")
 
     def __post_init__(self) -> None:
         validate_name(self.site, "site")

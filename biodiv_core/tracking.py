@@ -20,6 +20,10 @@ DEFAULT_EXPERIMENT = "biodiv"
 EXPERIMENT_ENV = "BIODIV_MLFLOW_EXPERIMENT"
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 RUN_FILE_ENV = "BIODIV_MLFLOW_RUN_FILE"  # where a step lists the MLflow runs it started (see _note_run)
+# MLflow 3's UI opens an experiment in its GenAI view unless the experiment says it holds classic ML runs
+# (values of the tag: mlflow/server/js, enum of "mlflow.experimentKind").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def experiment_name() -> str:
@@ -37,11 +41,15 @@ def ensure_experiment(name: str | None = None) -> str:
     with _sqlite_store_lock(uri):
         existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before the tag existed
+            mlflow.MlflowClient(uri).set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return existing.experiment_id
     root = settings.mlflow_artifact_root()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        return mlflow.create_experiment(name, artifact_location=(root / name).as_uri())
+        return mlflow.create_experiment(
+            name, artifact_location=(root / name).as_uri(), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     except MlflowException:
         # Another process created it between our lookup and create.
         existing = mlflow.get_experiment_by_name(name)
@@ -78,19 +86,31 @@ def tracked_run(
     site: str | None = None,
     species: str | None = None,
     partition: str | None = None,
+    dagster_run_id: str | None = None,
     experiment: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, object] | None = None,
 ) -> Iterator[object]:
-    """Start an MLflow run tagged with step, correlation_id, site and species; end it FAILED on exception.
+    """Start an MLflow run tagged with step, correlation_id, site, species, partition and the Dagster run id;
+    end it FAILED on exception. Named ``<step> <site>/<species>``.
 
+    The steps of one materialization are grouped by their tags, not by a parent run: each step is its own
+    process (an AzureML job that resumes the job's own run), so no step can own the others' runs. In the
+    MLflow UI, filter ``tags.partition = 'yellowstone|lynx-canadensis'`` or ``tags.dagster_run_id = '...'``
+    (a run's steps), or group the runs table by the ``correlation_id`` tag (a backfill).
     Under an AzureML job (MLFLOW_RUN_ID set) the job's own run is resumed instead of creating one.
     Yields the ``mlflow.ActiveRun``.
     """
     import mlflow
 
     all_tags = run_tags(
-        step=step, correlation_id=correlation_id, site=site, species=species, partition=partition, **(tags or {})
+        step=step,
+        correlation_id=correlation_id,
+        site=site,
+        species=species,
+        partition=partition,
+        dagster_run_id=dagster_run_id,
+        **(tags or {}),
     )
     if os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
@@ -98,7 +118,7 @@ def tracked_run(
         mlflow.set_tags(all_tags)
     else:
         experiment_id = ensure_experiment(experiment)
-        name = run_name or "-".join(p for p in (step, site, species) if p)
+        name = run_name or run_display_name(step, site, species)
         run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags)
     try:
         _note_run(run.info.run_id)
@@ -109,9 +129,18 @@ def tracked_run(
     mlflow.end_run(status="FINISHED")
 
 
+def run_display_name(step: str, site: str | None, species: str | None) -> str:
+    """``score yellowstone/Lynx canadensis``: what the MLflow runs list shows."""
+    where = "/".join(p for p in (site, species) if p)
+    return f"{step} {where}" if where else step
+
+
 def step_run(args) -> contextlib.AbstractContextManager:
-    """The MLflow run of one step (a `biodiv_core.step_args.StepArgs`): tagged with its partition and correlation id."""
-    return tracked_run(args.step, correlation_id=args.correlation_id, **args.context())
+    """The MLflow run of one step (a `biodiv_core.step_args.StepArgs`): tagged with its partition, correlation id
+    and Dagster run."""
+    return tracked_run(
+        args.step, correlation_id=args.correlation_id, dagster_run_id=args.dagster_run_id, **args.context()
+    )
 
 
 def _note_run(run_id: str) -> None:

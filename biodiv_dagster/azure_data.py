@@ -1,7 +1,8 @@
 """AzureML data assets of the data store (DESIGN section 3).
 
-`<site>-training-features` and `<site>-training-species` are uri_folder data assets whose versions
-mirror the local data store's integer version folders. Jobs get an explicit version, never a label.
+`<site>-training-features`, `<site>-training-species` and (when the site has rasters)
+`<site>-covariates` are uri_folder data assets whose versions mirror the local data store's integer
+version folders. Jobs get an explicit version, never a label.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from biodiv_core.errors import NotFoundError
 
-DATA_SUFFIXES = ("-training-features", "-training-species")
+DATA_SUFFIXES = ("-training-features", "-training-species", "-covariates")
 
 
 def list_data_versions(ml_client: Any, name: str) -> list[str]:

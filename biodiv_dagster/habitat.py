@@ -3,7 +3,9 @@
 Runs in the Dagster process, like `batch_deployment`: it reads the deployed version from the
 `batch_deployment` metadata, finds the model through the `deployment_backend` registry, reads the
 site's latest feature version from the data store and writes the parquet table and map image with
-``biodiv_core.serving.habitat.run_habitat``. Local data store only (the step launcher's ``local`` mode); in
+``biodiv_core.serving.habitat.run_habitat``. When the site has covariate rasters (``<site>-covariates``, latest
+version), every valid cell is predicted too and the surface (COG + map) is reported as ``suitability_raster``.
+Local data store only (the step launcher's ``local`` mode); in
 ``azureml`` mode the features live in a workspace data asset and the asset fails with a clear message.
 """
 
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from biodiv_core.errors import BiodivError
-from biodiv_core.naming import features_asset_name
+from biodiv_core.errors import BiodivError, NotFoundError
+from biodiv_core.naming import covariates_asset_name, features_asset_name
 from biodiv_dagster.deployment.backend import DeploymentBackend
 from biodiv_dagster.deployment.upstream import latest_record, metadata_values
 from biodiv_dagster.launcher.base import StepLauncher
@@ -27,6 +29,24 @@ def _fail(message: str) -> dg.Failure:
     return dg.Failure(description=message, allow_retries=False)
 
 
+def _local(location: str) -> str:
+    if "://" in location or location.startswith("azureml:"):
+        raise _fail(
+            f"habitat_suitability reads the site's data locally, but it is at {location}: "
+            "run it with the local step launcher (BIODIV_LAUNCHER_MODE=local) and a local data store."
+        )
+    return location
+
+
+def _covariates(step_launcher: StepLauncher, site_slug: str) -> tuple[str, int] | None:
+    """(location, version) of the site's covariate rasters; None when the site has none (the point map)."""
+    try:
+        location, version = step_launcher.data_input(covariates_asset_name(site_slug))
+    except NotFoundError:
+        return None
+    return _local(location), version
+
+
 @dg.asset(
     partitions_def=site_species_partitions,
     deps=["batch_deployment"],
@@ -35,12 +55,14 @@ def _fail(message: str) -> dg.Failure:
     kinds={"python", "parquet", "lightgbm"},
     description="Probability of presence at every point of the site's features (labelled or not) from the "
     "deployed model: parquet (gbifid, decimallatitude, decimallongitude, probability, predicted at the "
-    "model's TSS threshold) and a map image coloured by probability.",
+    "model's TSS threshold) and a map image coloured by probability. With the site's covariate rasters, "
+    "every valid cell too: a Cloud-Optimized GeoTIFF (probability, presence) and its map.",
 )
 def habitat_suitability(
     context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, step_launcher: StepLauncher
 ) -> dg.MaterializeResult:
     from biodiv_core.data.datastore import read_table
+    from biodiv_core.data.rasters import open_covariates
     from biodiv_core.serving import batch_scoring
     from biodiv_core.serving.habitat import run_habitat
 
@@ -58,14 +80,13 @@ def habitat_suitability(
             )
         model_uri = deployment_backend.model_location(str(name), str(version))
         features_location, features_version = step_launcher.data_input(features_asset_name(site_slug))
-        if "://" in features_location or features_location.startswith("azureml:"):
-            raise _fail(
-                f"habitat_suitability reads the site's features locally, but they are at {features_location}: "
-                "run it with the local step launcher (BIODIV_LAUNCHER_MODE=local) and a local data store."
-            )
+        _local(features_location)
+        rasters = _covariates(step_launcher, site_slug)
         model, inputs = batch_scoring.load_scorer(model_uri)
         threshold = inputs.threshold
         features = read_table(features_location)
+        # Checked before any cell is scored: a wrong grid or a missing covariate fails here, naming the files.
+        covariates = open_covariates(rasters[0], inputs.features) if rasters else None
         output = step_launcher.output_location("habitat_suitability", site_slug, species_slug, context.run_id)
         summary = run_habitat(
             features,
@@ -74,11 +95,13 @@ def habitat_suitability(
             threshold=threshold,
             title=f"{name} v{version}: habitat suitability",
             inputs=inputs,
+            covariates=covariates,
         )
     except BiodivError as exc:
         raise _fail(str(exc)) from exc
 
-    context.log.info(f"habitat_suitability {partition}: {summary['rows']} points scored with {name} v{version}")
+    cells = f", {summary['valid_cells']} cells" if covariates is not None else ""
+    context.log.info(f"habitat_suitability {partition}: {summary['rows']} points{cells} scored with {name} v{version}")
     metadata = {
         "path": dg.MetadataValue.path(summary["path"]),
         "table": dg.MetadataValue.path(summary["table"]),
@@ -93,6 +116,16 @@ def habitat_suitability(
         "model_uri": dg.MetadataValue.text(str(model_uri)),
         "features_version": dg.MetadataValue.int(int(features_version)),
     }
+    if covariates is not None:
+        metadata |= {
+            "suitability_raster": dg.MetadataValue.path(summary["suitability_raster"]),
+            "suitability_map": dg.MetadataValue.path(summary["suitability_map"]),
+            "cells": dg.MetadataValue.int(summary["cells"]),
+            "valid_cells": dg.MetadataValue.int(summary["valid_cells"]),
+            "surface_probability_mean": dg.MetadataValue.float(float(summary["surface_probability_mean"])),
+            "surface_share_present": dg.MetadataValue.float(float(summary["surface_share_present"])),
+            "covariates_version": dg.MetadataValue.int(int(rasters[1])),
+        }
     if deployment.get("correlation_id"):
         metadata["correlation_id"] = dg.MetadataValue.text(str(deployment["correlation_id"]))
     image = Path(summary["map"])

@@ -10,6 +10,13 @@ handling, with `${{inputs.x}}` / `${{outputs.x}}` replaced by local folders:
 - ``azureml://datastores/<ds>/paths/<p>`` -> ``<root>/datastores/<ds>/<p>`` (outputs are created, as a mount is),
 - a local path -> itself (the SDK would upload it).
 
+Models: the registry rewrites a short datastore path to the long ``azureml://subscriptions/...`` form (as the SDK
+does before sending it); a model registered from ``azureml://jobs/<run>/outputs/artifacts/paths/<p>`` is copied from
+the MLflow run ``<run>`` of the fake's tracking store (on AzureML a job's MLflow run id is the job name) to the
+artifact datastore, and names the run in ``job_name``. ``models.download`` writes ``<dir>/<name>/<folder>/`` as the
+SDK does. Batch deployments with a scoring script get their code folder snapshotted (the SDK uploads it) and need
+an environment.
+
 What is emulated: statuses (Starting, Queued, Running, Finalizing, then Completed / Failed / Canceled),
 run-history errors (`jobs._runs_operations.get_run_details`), the MLflow tracking URI AzureML puts in
 a job's environment, the studio link, versioning of models, and long-running-operation pollers.
@@ -26,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +45,13 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, Se
 STUDIO = "https://ml.azure.com/runs/{name}?wsid=/subscriptions/fake/resourcegroups/rg/workspaces/ws"
 LOCATION = "westeurope"
 WORKSPACE_ID = "/subscriptions/fake/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+LONG_DATASTORE_URI = "azureml://subscriptions/fake/resourcegroups/rg/workspaces/ws/datastores/{datastore}/paths/{path}"
+DATASTORE_URI = re.compile(
+    r"azureml://(?:subscriptions/[^/]+/resource[gG]roups/[^/]+/(?:providers/Microsoft\.MachineLearningServices/)?"
+    r"workspaces/[^/]+/)?datastores/([^/]+)/paths/(.*)"
+)
+JOB_ARTIFACT_URI = re.compile(r"azureml://jobs/([^/]+)/outputs/artifacts/paths/(.+?)/?")
+ARTIFACT_DATASTORE = "workspaceartifactstore"
 
 
 class FakePoller:
@@ -339,18 +354,48 @@ class FakeModelOperations(_VersionedStore):
 
     def create_or_update(self, model: Any, **kwargs: Any):
         model._to_rest_object()
+        stored = copy.deepcopy(model)
         path = str(model.path)
-        if path.startswith("azureml://"):
+        job = JOB_ARTIFACT_URI.fullmatch(path)
+        if job:
+            stored.path, stored.job_name = self._copy_run_artifacts(job.group(1), job.group(2)), job.group(1)
+        elif path.startswith("azureml://"):
             local = self._client.datastore_path(path)
             if not (local / "MLmodel").is_file():
                 raise ResourceNotFoundError(f"(UserError) no MLmodel file under {path}")
+            stored.path = self._client.long_uri(path)  # what resolve_short_datastore_url sends
         elif not Path(path).exists():
             raise ResourceNotFoundError(f"(UserError) model path {path} does not exist")
-        stored = copy.deepcopy(model)
         if stored.version is None:  # the registry assigns the next integer version
             versions = [int(v) for v in self._versions(model.name) if v.isdigit()]
             stored.version = str(max(versions, default=0) + 1)
         return self._put(stored)
+
+    def _copy_run_artifacts(self, run_id: str, artifact: str) -> str:
+        """The run's artifact folder copied to the artifact datastore, as the service resolves a jobs URI."""
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        client = MlflowClient(tracking_uri=self._client.tracking_uri)
+        try:
+            names = {Path(item.path).name for item in client.list_artifacts(run_id, artifact)}
+        except MlflowException:
+            names = set()
+        if "MLmodel" not in names:
+            raise ResourceNotFoundError(f"(UserError) job {run_id} has no MLflow model at artifacts/{artifact}")
+        relative = f"ExperimentRun/dcid.{run_id}/{artifact.strip('/')}"
+        target = Path(self._client.root) / "datastores" / ARTIFACT_DATASTORE / relative
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            downloaded = client.download_artifacts(run_id, artifact, dst_path=tempfile.mkdtemp(dir=self._client.root))
+            shutil.copytree(downloaded, target)
+        return LONG_DATASTORE_URI.format(datastore=ARTIFACT_DATASTORE, path=relative)
+
+    def download(self, name: str, version: str, download_path: str | os.PathLike = ".") -> None:
+        """``<download_path>/<name>/<last folder of the model path>/`` (azure-ai-ml's ModelOperations.download)."""
+        source = self._client.datastore_path(str(self.get(name, version).path))
+        target = Path(download_path) / name / source.name
+        shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 class FakeBatchEndpointOperations:
@@ -399,6 +444,16 @@ class FakeBatchDeploymentOperations:
     def begin_create_or_update(self, deployment: Any, **kwargs: Any) -> FakePoller:
         if deployment.endpoint_name not in self._client.batch_endpoints._items:
             raise ResourceNotFoundError(f"(UserError) endpoint {deployment.endpoint_name} does not exist")
+        deployment = copy.deepcopy(deployment)
+        code = deployment.code_configuration
+        if code is not None:  # the SDK uploads the code folder and sends the code asset's id
+            if not deployment.environment:
+                raise ValueError("(UserError) a batch deployment with a scoring script needs an environment")
+            self._client.environments._resolve(deployment.environment)
+            snapshot = self._client.snapshot(str(code.code))
+            if not (snapshot / code.scoring_script).is_file():
+                raise ResourceNotFoundError(f"(UserError) scoring script {code.scoring_script} is not in the code")
+            code.code = f"{WORKSPACE_ID}/codes/{snapshot.name}/versions/1"
         rest = deployment._to_rest_object(location=LOCATION)
         match = re.fullmatch(r"(?:azureml:)?([^:@]+):([^:@]+)", str(rest.properties.model.asset_id))
         if not match:
@@ -450,10 +505,21 @@ class FakeMLClient:
         raise TypeError(f"fake MLClient cannot create {type(entity).__name__}")
 
     def datastore_path(self, uri: str) -> Path:
-        match = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.*)", uri)
+        """The local folder of a datastore URI, short (``azureml://datastores/...``) or long form."""
+        match = DATASTORE_URI.fullmatch(uri)
         if not match:
             raise ValueError(f"(UserError) {uri!r} is not an azureml://datastores/<name>/paths/<path> URI")
         return self.root / "datastores" / match.group(1) / match.group(2).strip("/")
+
+    def long_uri(self, uri: str) -> str:
+        match = DATASTORE_URI.fullmatch(uri)
+        if not match:
+            raise ValueError(f"(UserError) {uri!r} is not a datastore URI")
+        return LONG_DATASTORE_URI.format(datastore=match.group(1), path=match.group(2))
+
+    def code_snapshot(self, code_id: str) -> Path:
+        """The snapshot a deployment's code asset id (``.../codes/<n>/versions/1``) stands for."""
+        return self.root / "snapshots" / code_id.split("/codes/")[1].split("/")[0]
 
     def resolve_input(self, uri: str) -> Path:
         if uri.startswith("azureml://"):

@@ -14,6 +14,7 @@ import pandas as pd
 from biodiv_dagster.partitions import partition_key
 
 FEATURES = ["elevation", "precip", "landcover"]
+TRAIN_PARAMS = {"objective": "binary", "num_leaves": 7, "num_boost_round": 20, "min_data_in_leaf": 10}
 
 
 def sample_features(n_rows: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -82,3 +83,21 @@ def report_trained(instance, partition: str, model_dir: Path, roc_auc: float, co
         mlflow_run_id="r-" + correlation_id,
         correlation_id=correlation_id,
     )
+
+
+def trained_in_a_run(storage: Path, site: str, species: str, threshold: float = 0.4):
+    """What train_to_deploy does: the model folder in the step's storage, logged to the step's MLflow run.
+
+    Returns (model folder, run id, booster).
+    """
+    from biodiv_core import tracking
+    from biodiv_core.serving import mlflow_model
+    from biodiv_core.training.model import fit_model
+
+    features = sample_features(seed=0)
+    target = ((features["elevation"] > 1000) | (features["landcover"] == "forest")).astype(int)
+    booster = fit_model(features[FEATURES], target, TRAIN_PARAMS, num_threads=1)
+    with tracking.tracked_run("train_to_deploy", site=site, species=species) as run:
+        folder = mlflow_model.save_model(booster, storage, sample=features, threshold=threshold)
+        tracking.log_artifacts(folder, artifact_path=mlflow_model.MODEL_DIR_NAME)
+    return folder, run.info.run_id, booster

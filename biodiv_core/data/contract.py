@@ -257,7 +257,8 @@ def _feature_frame(frame: pd.DataFrame, columns: list[str], source: str) -> pd.D
                 f"{source}: feature column {name!r} has type {col.dtype}, which is neither numeric nor text. "
                 "Convert it to numbers or categories, or drop it."
             )
-    return pd.DataFrame(out, index=frame.index)
+    # copy=False: the columns are already what the model gets; a copy would hold the features twice.
+    return pd.DataFrame(out, index=frame.index, copy=False)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -369,6 +370,10 @@ def _coordinates(joined: pd.DataFrame, features_source: str) -> pd.DataFrame:
     """Latitude/longitude as float64 (missing stays NaN); text that is not a number is a DataContractError."""
     columns = {}
     for column in COORDINATE_COLUMNS:
+        dtype = joined[column].dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "fiu":  # numbers already: no per-cell parsing
+            columns[column] = joined[column].astype(np.float64)
+            continue
         raw = joined[column].astype(object)
         values = pd.to_numeric(raw, errors="coerce")
         bad = raw[values.isna() & raw.notna()]
@@ -379,4 +384,4 @@ def _coordinates(joined: pd.DataFrame, features_source: str) -> pd.DataFrame:
                 f"(e.g. {examples}): coordinates must be decimal degrees; fix or remove those rows."
             )
         columns[column] = values.astype(np.float64)
-    return pd.DataFrame(columns, index=joined.index)
+    return pd.DataFrame(columns, index=joined.index, copy=False)

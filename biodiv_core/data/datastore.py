@@ -4,7 +4,9 @@ Layout::
 
     <root>/<site>-training-features/<version>/*.csv|*.parquet
     <root>/<site>-training-species/<version>/<species_file>
+    <root>/<site>-covariates/<version>/<covariate>.tif           (optional: one GeoTIFF per covariate, `rasters`)
     <root>/<site>-truth/<version>/<species_stem>_truth.csv      (generated data only; never read by training)
+    <root>/<site>-truth/<version>/<species_stem>_probability.tif  (the true surface, generated data only)
 
 ``<version>`` is a positive integer folder and "latest" is the highest. Reading goes through pyarrow
 so that only the requested columns are parsed (gold files can be wide GBIF exports) and column names
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 
 from biodiv_core.errors import DataContractError, NotFoundError
 from biodiv_core.naming import (
+    covariates_asset_name,
     features_asset_name,
     species_asset_name,
     species_file_name,
@@ -114,6 +117,13 @@ def species_dir(root: str | os.PathLike, site: str, version: int | str | None = 
     return asset_dir(root, species_asset_name(site), version)
 
 
+def covariates_dir(root: str | os.PathLike, site: str, version: int | str | None = None) -> Path | None:
+    """Folder of the site's covariate rasters (latest version when ``version`` is None); None when it has none."""
+    if version is None and not list_versions(root, covariates_asset_name(site)):
+        return None
+    return asset_dir(root, covariates_asset_name(site), version)
+
+
 def gold_file_in(folder: str | os.PathLike, species: str) -> Path:
     """The gold-data file of ``species`` in a species folder; NotFoundError lists the species that are there."""
     folder = Path(folder)
@@ -144,6 +154,14 @@ def truth_file(root: str | os.PathLike, site: str, species: str, version: int | 
     path = asset_dir(root, truth_asset_name(site), version) / f"{species_stem(species)}_truth.csv"
     if not path.is_file():
         raise NotFoundError(f"No truth file {path}: it exists only for data written by `biodiv generate-data`.")
+    return path
+
+
+def truth_surface_file(root: str | os.PathLike, site: str, species: str, version: int | str | None = None) -> Path:
+    """The true presence-probability raster written by the generator (tests only)."""
+    path = asset_dir(root, truth_asset_name(site), version) / f"{species_stem(species)}_probability.tif"
+    if not path.is_file():
+        raise NotFoundError(f"No truth surface {path}: generated data has one when it is written with rasters.")
     return path
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,10 @@ from biodiv_core.data.landscape import (
     sample_points,
     select_covariates,
 )
+from biodiv_core.data.sample_rasters import SampleGrid, write_covariate_rasters, write_truth_surface
 from biodiv_core.errors import ConfigError
 from biodiv_core.naming import (
+    covariates_asset_name,
     features_asset_name,
     slugify,
     species_asset_name,
@@ -51,6 +54,10 @@ from biodiv_core.naming import (
     truth_asset_name,
     validate_name,
 )
+
+# Small by default: tests and `make run` generate data often. 100 x 100 cells of ~1 km at the sample sites.
+DEFAULT_RASTER_SIZE = 100
+MAX_RASTER_SIZE = 20_000
 
 # --------------------------------------------------------------------------- writing
 
@@ -102,6 +109,7 @@ def generate_datastore(
     gold_rows: int | None = None,
     parts: int = 1,
     if_exists: str = "error",
+    raster_size: int = DEFAULT_RASTER_SIZE,
 ) -> dict:
     """Write sample data for every site and species into a data store at ``root``; return a summary.
 
@@ -109,7 +117,9 @@ def generate_datastore(
     ``land_cover``); ``gold_rows`` labelled points per species (default 80% of ``rows``, each species
     its own random subset); features as ``fmt`` (csv or parquet) in ``parts`` files; gold data always
     csv, as the contract names it. ``if_exists``: "error" (default), "overwrite" or "skip" a version
-    folder that already exists.
+    folder that already exists. ``raster_size``: the site's covariate rasters and true surfaces are
+    ``raster_size`` x ``raster_size`` cells and every point takes its cell's values; 0 writes no rasters
+    and gives each point its own values.
     """
     if rows < 10:
         raise ConfigError(f"rows={rows} is too small: generate at least 10 points per site.")
@@ -127,6 +137,8 @@ def generate_datastore(
         raise ConfigError(f"version={version!r} must be a positive integer.")
     if not 1 <= parts <= rows:
         raise ConfigError(f"parts={parts} must be between 1 and rows={rows}.")
+    if raster_size != 0 and not 2 <= raster_size <= MAX_RASTER_SIZE:
+        raise ConfigError(f"raster_size={raster_size} must be 0 (no rasters) or between 2 and {MAX_RASTER_SIZE}.")
     if if_exists not in ("error", "overwrite", "skip"):
         raise ConfigError(f"if_exists={if_exists!r} must be 'error', 'overwrite' or 'skip'.")
     sites = [validate_name(s, "site") for s in sites]
@@ -141,17 +153,44 @@ def generate_datastore(
     n_extra = max(0, n_covariates - 1 - len(NUMERIC_COVARIATES))
     for site in sites:
         summary["sites"][site] = _generate_site(
-            root, site, species, rows, seed, version, fmt, n_covariates, n_extra, gold_rows, parts, if_exists
+            root,
+            site,
+            species,
+            rows,
+            seed,
+            version,
+            fmt,
+            n_covariates,
+            n_extra,
+            gold_rows,
+            parts,
+            if_exists,
+            raster_size,
         )
     return summary
 
 
-def _generate_site(root, site, species, rows, seed, version, fmt, n_covariates, n_extra, gold_rows, parts, if_exists):
+def _point_values(land, grid, u, v, coordinates, rng, n_covariates):
+    """Covariates at the points: their cells' values (and every cell's) when there is a grid."""
+    if grid is None:
+        return select_covariates(covariates_at(land, u, v, rng), n_covariates), None
+    cell_rng = np.random.default_rng([rng.integers(2**32), 8])
+    cells = select_covariates(covariates_at(land, *grid.cell_centres(), cell_rng), n_covariates)
+    # The cell of the coordinates as written (rounded), so a reader of the file finds the same cell.
+    index = grid.cell_of(*coordinates)
+    return {k: values[index] for k, values in cells.items()}, cells
+
+
+def _generate_site(
+    root, site, species, rows, seed, version, fmt, n_covariates, n_extra, gold_rows, parts, if_exists, raster_size
+):
     targets = {
         "features": root / features_asset_name(site) / str(version),
         "species": root / species_asset_name(site) / str(version),
         "truth": root / truth_asset_name(site) / str(version),
     }
+    if raster_size:
+        targets["covariates"] = root / covariates_asset_name(site) / str(version)
     info: dict = {kind: str(folder) for kind, folder in targets.items()} | {"species": {}}
     if not _claim_targets(list(targets.values()), if_exists):
         info["skipped"] = True
@@ -164,12 +203,13 @@ def _generate_site(root, site, species, rows, seed, version, fmt, n_covariates, 
 
     rng = np.random.default_rng([seed, name_key(site), 5])
     u, v = sample_points(land, rows, rng)
-    values = select_covariates(covariates_at(land, u, v, rng), n_covariates)
-    # GBIF ids: unique, increasing with gaps, int64 (larger than int32 to catch narrowing bugs).
-    ids = 3_000_000_000 + np.cumsum(rng.integers(1, 5000, rows, dtype=np.int64))
     p = land.profile
     latitude = np.round(p.lat[0] + v * (p.lat[1] - p.lat[0]), 5)
     longitude = np.round(p.lon[0] + u * (p.lon[1] - p.lon[0]), 5)
+    grid = SampleGrid(raster_size, land.profile) if raster_size else None
+    values, cells = _point_values(land, grid, u, v, (longitude, latitude), rng, n_covariates)
+    # GBIF ids: unique, increasing with gaps, int64 (larger than int32 to catch narrowing bugs).
+    ids = 3_000_000_000 + np.cumsum(rng.integers(1, 5000, rows, dtype=np.int64))
 
     numeric = [k for k in values if k != CATEGORICAL_COVARIATE]
     columns = {"gbifID": ids, "decimalLatitude": latitude, "decimalLongitude": longitude}
@@ -178,12 +218,13 @@ def _generate_site(root, site, species, rows, seed, version, fmt, n_covariates, 
     features = pa.table(columns | {CATEGORICAL_COVARIATE: cover.cast(pa.string())})
     info |= {"rows": rows, "covariates": numeric + [CATEGORICAL_COVARIATE]}
 
-    with (
-        atomic_output_dir(targets["features"]) as features_tmp,
-        atomic_output_dir(targets["species"]) as species_tmp,
-        atomic_output_dir(targets["truth"]) as truth_tmp,
-    ):
+    with ExitStack() as folders:
+        tmp = {kind: folders.enter_context(atomic_output_dir(folder)) for kind, folder in targets.items()}
+        features_tmp, species_tmp, truth_tmp = tmp["features"], tmp["species"], tmp["truth"]
         written = _write_features(features, features_tmp, slugify(site, "site"), fmt, parts)
+        if grid is not None:
+            rasters = write_covariate_rasters(tmp["covariates"], grid, cells)
+            info["covariate_rasters"] = [str(targets["covariates"] / p.name) for p in rasters]
         info["feature_files"] = [str(targets["features"] / f.name) for f in written]
         for name in species:
             niche = make_niche(site, name, seed, reference, numeric)
@@ -203,8 +244,12 @@ def _generate_site(root, site, species, rows, seed, version, fmt, n_covariates, 
             _write(gold_table, species_tmp / species_file_name(name), "csv")
             truth = pa.table({"gbifid": ids, "probability": np.round(probability, 6)})
             _write(truth, truth_tmp / f"{species_stem(name)}_truth.csv", "csv")
+            if grid is not None:
+                surface = f"{species_stem(name)}_probability.tif"
+                write_truth_surface(truth_tmp / surface, grid, niche.probability(cells))
+                info["species"][name] = {"truth_surface": str(targets["truth"] / surface)}
             n_present = int(present[gold].sum())
-            info["species"][name] = {
+            info["species"][name] = info["species"].get(name, {}) | {
                 "gold_file": str(targets["species"] / species_file_name(name)),
                 "truth_file": str(targets["truth"] / f"{species_stem(name)}_truth.csv"),
                 "n_present": n_present,

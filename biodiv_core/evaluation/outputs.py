@@ -6,10 +6,13 @@ QUALITY_FILE = "quality.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 CLASSIFICATION_REPORT_FILE = "classification_report.png"
 CALIBRATION_FILE = "calibration_curve.png"
+ROC_CURVE_FILE = "roc_curve.png"
+TUNING_HISTORY_FILE = "tuning_history.png"  # in the best-parameters folder
 EXPLANATIONS_DIR = "explanations"
 
 # Image metadata key -> file inside the scores folder.
 IMAGES = {
+    "roc_curve": ROC_CURVE_FILE,
     "confusion_matrix": CONFUSION_MATRIX_FILE,
     "classification_report": CLASSIFICATION_REPORT_FILE,
     "calibration_curve": CALIBRATION_FILE,

@@ -71,22 +71,44 @@ def load_scorer(model_uri: str):
     return model, ModelInputs.from_metadata(metadata, getattr(model, "booster_", model), model=name)
 
 
-def score_features(model, features: pd.DataFrame, threshold=None, inputs: ModelInputs | None = None) -> pd.DataFrame:
-    """Predictions for ``features`` (must hold ``gbifid``): gbifid, probability, predicted_class.
+def find_model_folder(root: str | os.PathLike) -> Path:
+    """The MLflow model folder at ``root`` or in one of its subfolders (a registry download, ``AZUREML_MODEL_DIR``).
 
-    ``inputs`` None: derived from the model (training levels kept by LightGBM), threshold 0.5 unless given.
+    AzureML hands a deployment's model to the scoring script as ``$AZUREML_MODEL_DIR/<folder registered>/``, and
+    ``MLClient.models.download`` writes ``<download_path>/<model name>/<folder registered>/``.
     """
+    base = Path(root)
+    if (base / "MLmodel").is_file():
+        return base
+    found = sorted({p.parent for p in base.glob("*/MLmodel")} | {p.parent for p in base.glob("*/*/MLmodel")})
+    if len(found) != 1:
+        raise NotFoundError(
+            f"Expected one MLflow model folder (with an MLmodel file) in {base}, found {len(found)}"
+            f"{': ' + ', '.join(map(str, found[:5])) if found else ''}: register the lgbm_gbif_model folder."
+        )
+    return found[0]
+
+
+def score_rows(model, features: pd.DataFrame, inputs: ModelInputs, threshold=None) -> pd.DataFrame:
+    """`scoring.score` for tables that must carry their ``gbifid`` (batch outputs are joined back on it)."""
     if not any(str(c).strip().lower() == ID_COLUMN for c in features.columns):
         raise DataContractError(
             f"The features have no {ID_COLUMN!r} column (columns: {list(features.columns)[:10]}): "
             "add the GBIF occurrence id so predictions can be joined back."
         )
+    return score(features, model, inputs, threshold)
+
+
+def score_features(model, features: pd.DataFrame, threshold=None, inputs: ModelInputs | None = None) -> pd.DataFrame:
+    """Predictions for ``features`` (must hold ``gbifid``): gbifid, probability, predicted_class.
+
+    ``inputs`` None: derived from the model (training levels kept by LightGBM), threshold 0.5 unless given.
+    """
     if inputs is None:
         from biodiv_core.serving.scoring import model_inputs
 
         inputs = model_inputs(model)
-    result = score(features, model, inputs, threshold)
-    return result.rename(columns={"presence": "predicted_class"})
+    return score_rows(model, features, inputs, threshold).rename(columns={"presence": "predicted_class"})
 
 
 def _check_output(output: Path) -> None:

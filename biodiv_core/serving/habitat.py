@@ -7,6 +7,10 @@ or not. Output folder (written atomically):
   (+ ``predicted`` 0/1 when a threshold is known);
 - ``habitat_map.png``: the points coloured by probability;
 - ``summary.json``: row count, probability quantiles, share predicted present.
+
+With the site's covariate rasters (``covariates``, a validated `CovariateStack`), the model is also applied
+to every valid cell (`biodiv_core.serving.surface`): ``suitability.tif`` (COG: probability, presence) and
+``suitability_map.png``, which is then the map (``map``); the summary gains the surface's figures.
 """
 
 import json
@@ -18,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.data.rasters import DEFAULT_WINDOW_CELLS, CovariateStack
 from biodiv_core.errors import DataContractError
 from biodiv_core.evaluation.explain import plot_habitat_map
 from biodiv_core.serving.scoring import DEFAULT_THRESHOLD, ModelInputs, model_inputs, score
+from biodiv_core.serving.surface import predict_surface
 from biodiv_core.training.spatial_cv import COORDINATE_COLUMNS, coordinates
 
 ID_COLUMN = "gbifid"
@@ -110,13 +116,27 @@ def run_habitat(
     threshold: float | None = None,
     title: str = "Habitat suitability",
     inputs: ModelInputs | None = None,
+    covariates: CovariateStack | None = None,
+    window_cells: int = DEFAULT_WINDOW_CELLS,
 ) -> dict:
-    """Score every row of ``features`` and write the parquet table, map image and summary into ``output``."""
+    """Score every row of ``features`` (and every valid cell of ``covariates``) and write the outputs to ``output``.
+
+    Returns the summary with ``path``, ``table`` and ``map``; with rasters also ``suitability_raster``.
+    """
+    if inputs is None:
+        inputs = scoring_inputs(features, model, feature_names, threshold)
     table = suitability_table(features, model, feature_names, threshold, inputs)
+    output = Path(output)
     with atomic_output_dir(output) as tmp:
         table.to_parquet(tmp / OUTPUT_FILE, index=False)
-        plot_habitat_map(table, tmp / MAP_FILE, title=title)
         summary = summarize(table, threshold)
+        if covariates is None:
+            plot_habitat_map(table, tmp / MAP_FILE, title=title)
+            summary["map"] = str(output / MAP_FILE)
+        else:
+            surface = predict_surface(covariates, model, inputs, tmp, title=title, window_cells=window_cells)
+            # The summary names the final folder, not the temporary one the files were written in.
+            surface = {k: str(output / Path(v).name) if str(v).startswith(str(tmp)) else v for k, v in surface.items()}
+            summary |= {k: v for k, v in surface.items() if k != "threshold"} | {"map": surface["suitability_map"]}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-    output = Path(output)
-    return {**summary, "path": str(output), "table": str(output / OUTPUT_FILE), "map": str(output / MAP_FILE)}
+    return {**summary, "path": str(output), "table": str(output / OUTPUT_FILE)}

@@ -4,6 +4,10 @@ The MLmodel's ``python_function`` flavor names this module as its ``loader_modul
 copy of ``biodiv_core`` under ``code/`` (MLflow puts it on ``sys.path`` before importing this module), so the
 folder loads wherever its requirements are installed. ``predict`` is `biodiv_core.serving.scoring.score`, with
 the feature columns, training levels and threshold from the MLmodel ``metadata``.
+
+Bad input raises `ScoringInputError`: a `DataContractError` for our callers and an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE`` for MLflow's scoring server (``mlflow models serve``), which answers it with HTTP 400
+and the message; any other exception there becomes a 400 "unexpected error" with a stack trace in the body.
 """
 
 from __future__ import annotations
@@ -13,11 +17,32 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from biodiv_core.errors import DataContractError
 from biodiv_core.serving.scoring import ModelInputs, score
 
 CODE_DIR = "code"  # where MLflow's code_paths put the copy of biodiv_core
+
+
+class ScoringInputError(DataContractError, MlflowException):
+    """The input table breaks the model's contract; HTTP 400 through MLflow's scoring server.
+
+    The server prefixes the message of an MlflowException raised by ``predict`` with the whole request table
+    (``e.message = f"Failed to predict data '{data}'..."``); the message stays the one line we wrote instead.
+    """
+
+    def __init__(self, message: str):
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self.args[0]
+
+    @message.setter
+    def message(self, value: str) -> None:
+        pass  # set by MlflowException.__init__ (the same text) and by the scoring server (the prefixed one)
 
 
 class LgbmGbifModel:
@@ -36,12 +61,13 @@ class LgbmGbifModel:
         try:
             result = score(pd.DataFrame(model_input), self.booster, self.inputs)
         except DataContractError as exc:
-            if "is missing column" not in str(exc):
-                raise
-            raise DataContractError(
-                f"{exc} Through mlflow.pyfunc the model's signature applies first: MLflow passes on only the "
-                f"columns it names, spelled exactly so ({self.inputs.features}); rename columns in other case."
-            ) from exc
+            message = str(exc)
+            if "is missing column" in message:
+                message += (
+                    " Through mlflow.pyfunc the model's signature applies first: MLflow passes on only the columns "
+                    f"it names, spelled exactly so ({self.inputs.features}); rename columns in other case."
+                )
+            raise ScoringInputError(message) from exc
         self.unseen_levels = dict(result.attrs.get("unseen_levels", {}))
         return result
 

@@ -135,8 +135,23 @@ def _as_level_text(column: pd.Series) -> pd.Series:
     return column.map(lambda v: v if pd.isna(v) else str(v))
 
 
+def _recode_categorical(column: pd.Series, levels: list[str]) -> tuple[pd.Series, int, list[str]]:
+    """A pandas category column re-coded through its categories, not value by value (rasters: millions of cells)."""
+    text = _as_level_text(pd.Series(column.cat.categories.astype(object)))
+    position = {level: i for i, level in enumerate(levels)}
+    lookup = np.array([position.get(t, -1) for t in text], dtype=np.int32)
+    codes = np.asarray(column.cat.codes)  # int8/int16: a few bytes a cell
+    new_codes = np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1)
+    unseen_mask = (codes >= 0) & (new_codes < 0)
+    examples = list(pd.unique(text.to_numpy()[np.unique(codes[unseen_mask])]))[:5]
+    coded = pd.Categorical.from_codes(new_codes, categories=levels)
+    return pd.Series(coded, index=column.index, name=column.name), int(unseen_mask.sum()), examples
+
+
 def _recode(column: pd.Series, levels: list[str]) -> tuple[pd.Series, int, list[str]]:
-    text = _as_level_text(column.astype(object) if isinstance(column.dtype, pd.CategoricalDtype) else column)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return _recode_categorical(column, levels)
+    text = _as_level_text(column)
     coded = pd.Categorical(text, categories=levels)
     unseen_mask = text.notna().to_numpy() & (np.asarray(coded.codes) < 0)
     examples = list(pd.unique(text[unseen_mask]))[:5]
@@ -148,12 +163,19 @@ def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[
     if not isinstance(raw, pd.DataFrame):
         raise DataContractError(f"Scoring needs a table (pandas DataFrame), got {type(raw).__name__}.")
     found = _match_columns(raw, inputs.features, inputs.model)
-    out: dict[str, pd.Series] = {}
+    numeric = [name for name in inputs.features if name not in inputs.categories]
+    # Numeric columns are written into one float64 block that the frame wraps without copying: building the
+    # frame from separate columns would copy them all once more (a raster window holds millions of cells).
+    block = np.empty((len(raw), len(numeric)), dtype="float64", order="F")
+    for j, name in enumerate(numeric):
+        block[:, j] = _numeric(raw[found[name]], name).to_numpy()
+    frame = pd.DataFrame(block, index=raw.index, columns=numeric, copy=False)
     unseen: dict[str, int] = {}
-    for name in inputs.features:
+    for position, name in enumerate(inputs.features):
         column = raw[found[name]]
         if name in inputs.categories:
-            out[name], count, examples = _recode(column, inputs.categories[name])
+            recoded, count, examples = _recode(column, inputs.categories[name])
+            frame.insert(position, name, recoded)
             if count:
                 unseen[name] = count
                 logger.warning(
@@ -164,9 +186,7 @@ def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[
                     examples,
                     inputs.categories[name][:20],
                 )
-        else:
-            out[name] = _numeric(column, name)
-    return pd.DataFrame(out, index=raw.index), unseen
+    return frame, unseen
 
 
 def score(raw: pd.DataFrame, model, inputs: ModelInputs, threshold: float | None = None) -> pd.DataFrame:

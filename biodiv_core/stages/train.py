@@ -13,6 +13,8 @@ from biodiv_core import tracking
 from biodiv_core.atomic import atomic_output_dir
 from biodiv_core.data.prep import load_prepared
 from biodiv_core.data.split import split_train_test
+from biodiv_core.evaluation.outputs import TUNING_HISTORY_FILE
+from biodiv_core.evaluation.plots import plot_tuning_history
 from biodiv_core.evaluation.quality import cv_quality, training_folds, write_cv_quality
 from biodiv_core.stages.common import (
     BEST_PARAMETERS_FILE,
@@ -25,10 +27,19 @@ from biodiv_core.stages.common import (
 from biodiv_core.step_args import TrainArgs
 from biodiv_core.training.lightgbm_check import check_with_lightgbm
 from biodiv_core.training.params import load_params
+from biodiv_core.training.progress import tuning_progress
 from biodiv_core.training.tuning import tune
 
 logger = logging.getLogger(__name__)
 TEST_SIZE = 0.2
+
+
+def _each(*callbacks):
+    def call(record: dict) -> None:
+        for callback in callbacks:
+            callback(record)
+
+    return call
 
 
 def run_train(args: TrainArgs) -> dict:
@@ -64,7 +75,7 @@ def run_train(args: TrainArgs) -> dict:
             max_evals=args.max_evals,
             seed=args.seed,
             num_threads=args.num_threads,
-            on_trial=tracking.log_trial,
+            on_trial=_each(tracking.log_trial, tuning_progress(f"tuning {args.partition}", args.max_evals)),
             folds=folds,
         )
         tracking.log_params(result.best_params, prefix="best_")
@@ -85,6 +96,7 @@ def run_train(args: TrainArgs) -> dict:
             (best_tmp / BEST_PARAMETERS_FILE).write_text(json.dumps(result.best_params, indent=2) + "\n")
             (best_tmp / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2) + "\n")
             write_cv_quality(best_tmp, quality)
+            plot_tuning_history(result.trials, best_tmp / TUNING_HISTORY_FILE)
             frames = (
                 split.x_train,
                 split.x_test,
@@ -95,6 +107,7 @@ def run_train(args: TrainArgs) -> dict:
                 write_frame(frame, split_tmp / name)
             tracking.log_artifact(best_tmp / BEST_PARAMETERS_FILE)
             tracking.log_artifact(best_tmp / TRIALS_FILE)
+            tracking.log_artifact(best_tmp / TUNING_HISTORY_FILE)
         run_id = run.info.run_id
     logger.info(
         "train: best CV AUC %.4f after %d trials -> %s", result.best_cv_auc, len(result.trials), args.best_parameters
@@ -102,6 +115,7 @@ def run_train(args: TrainArgs) -> dict:
     return step_summary(
         args,
         run_id,
+        mlflow_experiment_id=run.info.experiment_id,
         best_parameters=result.best_params,
         best_cv_auc=result.best_cv_auc,
         trials=[{"trial": t["trial"], "loss": t["loss"], "auc": t["auc"]} for t in result.trials],

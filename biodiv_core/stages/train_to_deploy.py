@@ -53,6 +53,7 @@ def run_train_to_deploy(args: DeployArgs) -> dict:
     return step_summary(
         args,
         run_id,
+        mlflow_experiment_id=run.info.experiment_id,
         model_uri=str(model_path),
         model_path=str(model_path),
         model_name=metadata["model_name"],

@@ -105,7 +105,9 @@ def predict_proba(model, features: pd.DataFrame) -> np.ndarray:
             f"The features are missing column(s) {missing} that the model was trained on; "
             f"give a table with columns {expected}."
         )
-    return np.asarray(booster.predict(x[expected], num_threads=1), dtype=float)
+    if list(x.columns) != expected:
+        x = x[expected]  # a copy: only when the columns are not already the model's, in its order
+    return np.asarray(booster.predict(x, num_threads=1), dtype=float)
 
 
 def lightgbm_fit_predict(params: dict, num_threads: int = 1):

@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Write synthetic sample data (features, gold data, true probabilities) into a data store.",
         description=(
             "Write <root>/<site>-training-features/<version>/, <root>/<site>-training-species/<version>/ "
-            "(one <species>_golddata.csv per species) and <root>/<site>-truth/<version>/ (true probabilities, "
-            "for tests). Deterministic for a seed."
+            "(one <species>_golddata.csv per species), <root>/<site>-covariates/<version>/ (one GeoTIFF per "
+            "covariate; the points take their cell's values) and <root>/<site>-truth/<version>/ (true "
+            "probabilities at the points and as a surface, for tests). Deterministic for a seed."
         ),
     )
     parser.add_argument("--root", help="data store folder (default: BIODIV_DATA_ROOT, else $BIODIV_HOME/data)")
@@ -24,9 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rows", type=int, default=5000, help="points per site (default 5000)")
     parser.add_argument("--gold-rows", type=int, help="labelled points per species (default 80%% of --rows)")
     parser.add_argument("--covariates", type=int, default=12, help="covariate columns incl. land_cover (default 12)")
-    parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="feature file format")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="feature file format (default csv)")
     parser.add_argument("--parts", type=int, default=1, help="feature files per site (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--raster-size",
+        type=int,
+        metavar="N",
+        help="covariate rasters of N x N cells per site; 0 writes none (default: the generator's, 100)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same data (default 0)")
     parser.add_argument("--version", type=int, default=1, help="data asset version to write (default 1)")
     parser.add_argument(
         "--if-exists",
@@ -68,6 +75,7 @@ def generate_data(args: argparse.Namespace) -> int:
         gold_rows=args.gold_rows,
         parts=args.parts,
         if_exists=args.if_exists,
+        **({} if args.raster_size is None else {"raster_size": args.raster_size}),
     )
     if args.json:
         print(json.dumps(summary, indent=2))

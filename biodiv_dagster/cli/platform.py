@@ -1,6 +1,6 @@
-"""`biodiv sync | run | main | ui`: the Dagster platform from the command line (no daemon needed but for `ui`).
+"""`biodiv sync | run | main`: the Dagster platform from the command line, no daemon needed.
 
-(`biodiv batch-score` lives in cli/deploy.py, registered as its own module in cli/__init__.py.)
+(`biodiv ui` lives in cli/ui.py, `biodiv batch-score` in cli/deploy.py: each registered in cli/__init__.py.)
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     sync = subparsers.add_parser(
         "sync",
         help="Add site x species partitions from config/*.csv and the data store (never deletes).",
+        description="Add a partition for every site of config/sites.csv with features in the data store, crossed "
+        "with every species of config/candidate_species.csv with gold data there; print what was skipped and why.",
     )
     _data_root_option(sync)
     sync.set_defaults(handler=cmd_sync)
@@ -26,29 +28,35 @@ def register(subparsers) -> None:
         help="Train, score, register and deploy one site x species partition through Dagster.",
         description="Materialize prepared_data -> best_parameters/train_test_split -> scores -> deployable_model "
         "for SITE x SPECIES through Dagster (same definitions and step launcher as the UI), then register the "
-        "model and deploy it if it passes the quality gate. No daemon needed.",
+        "model, deploy it if it passes the quality gate and make its habitat map. No daemon needed. "
+        'Example: biodiv run --site yellowstone --species "Lynx canadensis" --json',
     )
     run.add_argument("--site", required=True, help="site name, e.g. yellowstone")
     run.add_argument("--species", required=True, help='species name, e.g. "Cygnus buccinator"')
     _data_root_option(run)
     _training_options(run)
-    run.add_argument("--json", action="store_true", help="print one JSON object with the outcome")
+    run.add_argument("--json", action="store_true", help="print one JSON object with the outcome (default: a line)")
     _verbose_option(run)
     run.set_defaults(handler=cmd_run)
 
     main = subparsers.add_parser(
         "main",
         help="The main job: sample data if none, sync, train+deploy every partition, print a table (`make run`).",
+        description="Generate sample data into BIODIV_HOME/data when BIODIV_DATA_ROOT is unset and it is empty, add "
+        "the partitions of config/*.csv, train every partition through Dagster (--parallel at a time), register, "
+        "deploy past the quality gate and map each deployed model, then print a table. Example: biodiv main "
+        "--max-evals 10",
     )
     _training_options(main)
-    main.add_argument("--rows", type=int, default=4000, help="points per site of generated sample data")
+    main.add_argument(
+        "--rows",
+        type=int,
+        default=4000,
+        help="points per site of generated sample data, when there is none (default 4000)",
+    )
     main.add_argument("--parallel", type=int, default=2, help="partitions trained at once (default 2)")
     _verbose_option(main)
     main.set_defaults(handler=cmd_main)
-
-    ui = subparsers.add_parser("ui", help="Start the Dagster UI and daemon (dagster dev) on the local state.")
-    ui.add_argument("--port", default="3000", help="webserver port (default 3000)")
-    ui.set_defaults(handler=cmd_ui)
 
 
 def _verbose_option(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +69,11 @@ def _verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _step_output(verbose: bool) -> bool:
-    """Steps print warnings (and tracebacks) only with --verbose; a failure is the CLI's one `error:` line.
-    Returns whether in-process runs stay quiet."""
-    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING" if verbose else "CRITICAL")
+    """A failure is the CLI's one `error:` line: steps print their error line and tracebacks only with --verbose,
+    and in-process runs print Dagster's events only then. Returns whether in-process runs stay quiet."""
+    _quiet_terminal()
+    if not verbose:
+        os.environ.setdefault("BIODIV_STEP_QUIET_ERRORS", "1")  # azureml_steps._cli.QUIET_ERRORS_ENV
     return not verbose
 
 
@@ -73,9 +83,14 @@ def _data_root_option(parser: argparse.ArgumentParser) -> None:
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """One flag per run setting (biodiv_core.run_settings): unset flags keep config/run.yml / BIODIV_<KEY>."""
-    from biodiv_core.run_settings import env_var, setting_fields, setting_types, value_type
+    from biodiv_core.errors import BiodivError
+    from biodiv_core.run_settings import env_var, load_run_settings, setting_fields, setting_types, value_type
 
     types = setting_types()
+    try:
+        current = load_run_settings().as_dict()  # what an unset flag means now, shown in --help
+    except BiodivError:
+        current = {}  # a broken run.yml is reported when a command runs, not by --help
     for f in setting_fields():
         parser.add_argument(
             f.metadata.get("flag") or "--" + f.name.replace("_", "-"),
@@ -83,7 +98,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
             type=value_type(types[f.name]),
             default=None,
             choices=f.metadata.get("choices"),
-            help=f"{f.metadata['help']} (default: config/run.yml, env {env_var(f.name)})",
+            help=f"{f.metadata['help']} (default: {current.get(f.name, '?')}, from config/run.yml or env "
+            f"{env_var(f.name)})",
         )
 
 
@@ -91,6 +107,12 @@ def _settings(args: argparse.Namespace) -> dict:
     from biodiv_core.run_settings import setting_fields
 
     return {f.name: getattr(args, f.name) for f in setting_fields()}
+
+
+def _quiet_terminal() -> None:
+    """Warnings, errors and progress lines on the terminal; the full INFO log stays in each Dagster run's log."""
+    os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "Creating initial MLflow database tables"
 
 
 def _use_data_root(value: str | None) -> None:
@@ -105,7 +127,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from biodiv_dagster.training.sync import sync_partitions
 
     _use_data_root(args.data_root)
-    result = sync_partitions(_open_instance())
+    result = sync_partitions(open_instance())
     print(
         f"sites:   {', '.join(result.plan.sites.values()) or 'none'} (new: {', '.join(result.added_sites) or 'none'})"
     )
@@ -118,7 +140,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_instance():
+def open_instance():
     """The instance, after failing the runs a killed `biodiv run`/`main` left STARTED (training/orphans.py)."""
     from biodiv_dagster.instance import get_instance
     from biodiv_dagster.training.orphans import fail_orphaned_runs
@@ -135,12 +157,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _use_data_root(args.data_root)
     check_inputs(args.site, args.species)  # names and data first: the cheapest checks, and the likeliest mistakes
-    preflight()
     quiet = _step_output(args.verbose)
+    preflight()
     # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.
     with _stdout_to_stderr(args.json):
         outcome = run_partition(
-            _open_instance(),
+            open_instance(),
             args.site,
             args.species,
             quiet=quiet,
@@ -198,7 +220,13 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_core import settings
     from biodiv_dagster.partitions import partition_key
     from biodiv_dagster.training.preflight import preflight
-    from biodiv_dagster.training.runner import latest_storage_id, partition_summary, register_new_models
+    from biodiv_dagster.training.runner import (
+        import_in_background,
+        latest_storage_id,
+        map_new_deployments,
+        partition_summary,
+        register_new_models,
+    )
     from biodiv_dagster.training.sync import sync_partitions
 
     quiet = _step_output(args.verbose)
@@ -207,7 +235,7 @@ def cmd_main(args: argparse.Namespace) -> int:
     generated = ensure_sample_data(args.rows)
     if generated:
         print(f"generated sample data in {generated}")
-    instance = _open_instance()
+    instance = open_instance()
     synced = sync_partitions(instance)
     for reason in synced.plan.skipped:
         print(f"skipped {reason}")
@@ -220,17 +248,22 @@ def cmd_main(args: argparse.Namespace) -> int:
         print("error: no partition to train: check config/sites.csv, config/candidate_species.csv and the data store")
         return 2
     before = latest_storage_id(instance, "deployable_model")
+    before_deployment = latest_storage_id(instance, "batch_deployment")
     options = _settings(args)
+    import_in_background()  # the workers are spawned, not forked: no import lock crosses into them
     failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel, quiet)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
+    print("registering, deploying and mapping the new models ...", flush=True)
     register_new_models(instance, before, partitions=keys, quiet=quiet)
+    map_new_deployments(instance, before_deployment, partitions=keys, quiet=quiet)
 
     rows = [partition_summary(instance, str(partition_key(a, b))) for a, _, b, _ in pairs]
     print()
     print(_table(rows))
     print()
     print(f"Dagster state:  {instance.root_directory}  (open it with `make ui`)")
-    print(f"MLflow store:   {settings.mlflow_tracking_uri()}")
+    local_ui = " with `make ui`" if settings.mlflow_tracking_uri().startswith("sqlite:") else ""
+    print(f"MLflow store:   {settings.mlflow_tracking_uri()}  (UI: {settings.mlflow_ui_url()}{local_ui})")
     print(f"Step outputs:   {settings.storage_root()}")
     print(f"Endpoints:      {settings.endpoints_dir()}")
     print(f"Data store:     {settings.data_root()}")
@@ -298,19 +331,3 @@ def _table(rows: list[dict]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from biodiv_core.settings import REPO_ROOT
-    from biodiv_dagster.instance import ensure_dagster_home
-
-    _open_instance()
-    home = ensure_dagster_home()
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home}); Ctrl-C stops it.", flush=True)
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), "-w", "workspace.yaml"]
-    try:
-        return subprocess.call(command, cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)})
-    except KeyboardInterrupt:
-        return 0

@@ -10,6 +10,7 @@ import dagster as dg
 
 from biodiv_core import naming
 from biodiv_core.errors import BiodivError, NotFoundError
+from biodiv_dagster import mlflow_links
 from biodiv_dagster.correlation import CORRELATION_TAG, correlation_id_from_tags
 from biodiv_dagster.deployment import gate
 from biodiv_dagster.deployment.backend import DeploymentBackend
@@ -122,8 +123,10 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
     }
     if scores_meta.get("lift") is not None:  # for the gate's optional min_lift
         metadata["lift"] = float(scores_meta["lift"])
-    if model_meta.get("mlflow_run_uri"):
-        metadata["mlflow_run"] = dg.MetadataValue.url(str(model_meta["mlflow_run_uri"]))
+    metadata.update(mlflow_links.run_link(model_meta))  # the train_to_deploy run that logged the model
+    url = deployment_backend.version_url(name, version)
+    if url:
+        metadata[mlflow_links.MODEL_VERSION_KEY] = dg.MetadataValue.url(url)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -195,6 +198,10 @@ def _gate_and_deploy(
         metadata["endpoint_location"] = endpoint.location
     elif current is not None:
         metadata["deployed_version"] = current.version
+    if metadata.get("deployed_version"):
+        url = deployment_backend.version_url(name, str(metadata["deployed_version"]))
+        if url:
+            metadata[mlflow_links.MODEL_VERSION_KEY] = dg.MetadataValue.url(url)
     context.log.info(f"[{correlation_id}] {name} v{candidate}: {decision.reason}")
     return dg.MaterializeResult(metadata=metadata)
 

@@ -12,17 +12,41 @@ new version triggers one retrain per affected partition, however often the senso
 """
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import dagster as dg
 
-from biodiv_core.errors import BiodivError
+from biodiv_core.errors import BiodivError, ConfigError
 from biodiv_dagster.deployment.upstream import metadata_values
 from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.partitions import site_species_partitions
 
 WEEKLY_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+# Retraining on its own is for a production instance: on a laptop the schedule and the new-data sensor start
+# stopped (turn them on in the UI, or start Dagster with BIODIV_AUTOMATION=production).
+AUTOMATION_ENV = "BIODIV_AUTOMATION"
+AUTOMATION_MODES = ("local", "production")
+
+
+def retraining_runs_by_default() -> bool:
+    """Whether the retrain schedule and sensor start running (``BIODIV_AUTOMATION=production``) or stopped."""
+    mode = (os.environ.get(AUTOMATION_ENV) or "local").strip().lower()
+    if mode not in AUTOMATION_MODES:
+        raise ConfigError(f"{AUTOMATION_ENV}={mode!r} is not one of {', '.join(AUTOMATION_MODES)}.")
+    return mode == "production"
+
+
+def _schedule_status() -> dg.DefaultScheduleStatus:
+    running = retraining_runs_by_default()
+    return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+
+
+def _sensor_status() -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if retraining_runs_by_default() else dg.DefaultSensorStatus.STOPPED
+
+
 VERSIONS_KEY = "input_data_versions"  # prepared_data metadata: {data asset name: version read}
 
 retrain_job = dg.define_asset_job(
@@ -42,7 +66,7 @@ def all_partition_keys(instance: dg.DagsterInstance) -> list[str]:
     cron_schedule=WEEKLY_CRON,
     job=retrain_job,
     execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=_schedule_status(),
     description="Retrain every site x species partition once a week (one run each, sharing a correlation id).",
 )
 def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext):
@@ -124,7 +148,7 @@ def data_version_run_requests(
 @dg.sensor(
     job=retrain_job,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=_sensor_status(),
     description="Retrains exactly the partitions whose features or species data got a new version in the data store.",
 )
 def new_data_version_sensor(context: dg.SensorEvaluationContext, step_launcher: StepLauncher):

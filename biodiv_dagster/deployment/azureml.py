@@ -1,13 +1,20 @@
 """AzureML deployment backend: workspace model registry, batch endpoints and model batch deployments.
 
-- register: the MLflow model folder the train_to_deploy step wrote on the datastore becomes
-  ``Model(type="mlflow_model")`` (not `mlflow.log_model`: the AzureML tracking server rejects MLflow 3's
-  logged-models API). The source URI is kept as a tag so registering it again returns the same version.
+- register: from the train_to_deploy job's run. The step uploads the saved ``lgbm_gbif_model`` folder as run
+  artifacts (not `mlflow.log_model`: the AzureML tracking server answers MLflow 3's logged-models API with 404),
+  and ``Model(type="mlflow_model", path="azureml://jobs/<run>/outputs/artifacts/paths/lgbm_gbif_model/")``
+  registers that copy, so the version names its job (``job_name``) and outlives the step's output folder. A model
+  that is not on the workspace (trained locally) or whose run holds no copy is registered from its folder. The
+  step's output URI is kept as a tag so registering it again returns the same version.
 - endpoint_name: `biodiv_core.naming.endpoint_name` with the workspace (or `BIODIV_ENDPOINT_NAMESPACE`) in the
   hash, since batch endpoint names are unique per Azure region, not per workspace.
 - deploy: create the partition's `BatchEndpoint` if missing, create a `ModelBatchDeployment` ``v<version>`` with
-  explicit settings if missing (or if its model or error threshold differ), and make it the endpoint's default.
-  Each write happens only when something changes, so a retried run is a no-op.
+  explicit settings if missing (or if its model, scoring script, environment or error threshold differ), and make
+  it the endpoint's default. Each write happens only when something changes, so a retried run is a no-op. The
+  deployment runs our scoring script (`azureml_steps/batch_scoring.py`, in the step environment), not AzureML's
+  no-code MLflow scoring, whose predictions carry no gbifid.
+- model_location: the registered version downloaded through the SDK (once, into ``BIODIV_HOME/models``): the
+  service stores model paths as long ``azureml://subscriptions/...`` URIs, which MLflow cannot open.
 - deployed_version: the model version behind the default deployment of the endpoint tagged with the model
   (an endpoint named as today first; one named before the namespace went into the names still counts).
 
@@ -18,21 +25,28 @@ assets and is the same for every backend.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from biodiv_core import naming
 from biodiv_core.errors import NotFoundError
+from biodiv_core.settings import REPO_ROOT, biodiv_home
 from biodiv_dagster.deployment.backend import DeployedVersion, DeploymentBackend, EndpointInfo
 
 SOURCE_TAG = "source_uri"
 MODEL_TAG = "model_name"
 # Explicit batch settings (the service defaults change between API versions).
-MINI_BATCH_SIZE = 10
+# One file per mini-batch: a file that cannot be scored fails only itself, so error_threshold counts bad files.
+MINI_BATCH_SIZE = 1
 INSTANCE_COUNT = 1
 MAX_CONCURRENCY_PER_INSTANCE = 1
 MAX_RETRIES = 3
 RETRY_TIMEOUT_SECONDS = 300
 OUTPUT_FILE_NAME = "predictions.csv"
+SCORING_SCRIPT = "azureml_steps/batch_scoring.py"  # relative to the code folder (the repository root)
+JOB_ARTIFACTS_URI = "azureml://jobs/{run_id}/outputs/artifacts/paths/{folder}/"
 
 
 class AzureMLDeploymentBackend(DeploymentBackend):
@@ -66,13 +80,22 @@ def _parse_auc(value: Any) -> float | None:
         return None
 
 
-def _model_version(reference: Any) -> tuple[str, str] | None:
-    """(name, version) of a deployment's model: ``azureml:n:v``, ``n:v`` or an ARM id ``.../models/n/versions/v``."""
+def _asset_version(reference: Any, kind: str = "models") -> tuple[str, str] | None:
+    """(name, version) of an asset reference: ``azureml:n:v``, ``n:v`` or an ARM id ``.../<kind>/n/versions/v``."""
     text = str(getattr(reference, "id", None) or reference or "")
-    match = re.search(r"/models/([^/]+)/versions/([^/]+)$", text) or re.fullmatch(
+    match = re.search(rf"/{kind}/([^/]+)/versions/([^/]+)$", text) or re.fullmatch(
         r"(?:azureml:)?([^:/]+):([^:/]+)", text
     )
     return (match.group(1), match.group(2)) if match else None
+
+
+def _model_version(reference: Any) -> tuple[str, str] | None:
+    return _asset_version(reference, "models")
+
+
+def _scoring_script(deployment: Any) -> str | None:
+    code = getattr(deployment, "code_configuration", None)
+    return getattr(code, "scoring_script", None) if code is not None else None
 
 
 class AzureMLBackend:
@@ -89,8 +112,6 @@ class AzureMLBackend:
     # --- registry -----------------------------------------------------------------------------
 
     def register(self, model_uri: str, name: str, tags: dict[str, str]) -> str:
-        from azure.ai.ml.constants import AssetTypes
-        from azure.ai.ml.entities import Model
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
@@ -100,9 +121,22 @@ class AzureMLBackend:
         for model in existing:
             if (model.tags or {}).get(SOURCE_TAG) == model_uri:
                 return str(model.version)
+        run_id = tags.get("mlflow_run_id")
+        if run_id and model_uri.startswith("azureml://"):  # trained in the workspace: its job's run holds a copy
+            run_copy = JOB_ARTIFACTS_URI.format(run_id=run_id, folder=model_uri.rstrip("/").rsplit("/", 1)[-1])
+            try:
+                return self._create_model(name, run_copy, model_uri, tags)
+            except ResourceNotFoundError:
+                pass  # a run without the logged folder (an older step): register the folder itself
+        return self._create_model(name, model_uri, model_uri, tags)
+
+    def _create_model(self, name: str, path: str, model_uri: str, tags: dict[str, str]) -> str:
+        from azure.ai.ml.constants import AssetTypes
+        from azure.ai.ml.entities import Model
+
         model = Model(
             name=name,
-            path=model_uri,
+            path=path,
             type=AssetTypes.MLFLOW_MODEL,
             description=f"LightGBM species-distribution model {name}",
             tags={**tags, SOURCE_TAG: model_uri},
@@ -110,15 +144,29 @@ class AzureMLBackend:
         return str(self.client.models.create_or_update(model).version)
 
     def model_location(self, name: str, version: str) -> str:
+        """A local copy of the registered version (downloaded once; registered versions never change)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
-            return str(self.client.models.get(name=name, version=str(version)).path)
-        except ResourceNotFoundError as exc:
-            raise NotFoundError(
-                f"Model {name!r} version {version} is not registered in AzureML workspace "
-                f"{self.settings.workspace!r}: register and deploy it first."
-            ) from exc
+        from biodiv_core.serving.batch_scoring import find_model_folder
+
+        target = biodiv_home() / "models" / self.settings.workspace / name / str(version)
+        if not target.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+            try:
+                self.client.models.download(name=name, version=str(version), download_path=str(partial))
+                partial.rename(target)  # readers see a whole download or none (a local folder, not a mount)
+            except ResourceNotFoundError as exc:
+                raise NotFoundError(
+                    f"Model {name!r} version {version} is not registered in AzureML workspace "
+                    f"{self.settings.workspace!r}: register and deploy it first."
+                ) from exc
+            except OSError:
+                if not target.is_dir():  # another process finished the same download first: use that one
+                    raise
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+        return str(find_model_folder(target))
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -162,13 +210,9 @@ class AzureMLBackend:
         return None
 
     def deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
-        from azure.ai.ml.constants import BatchDeploymentOutputAction
-        from azure.ai.ml.entities import (
-            BatchEndpoint,
-            BatchRetrySettings,
-            ModelBatchDeployment,
-            ModelBatchDeploymentSettings,
-        )
+        from azure.ai.ml.entities import BatchEndpoint
+
+        from biodiv_dagster.azure_env import ensure_environment
 
         tags = {MODEL_TAG: name, "site": site, "species": species}
         endpoint = self._endpoint(endpoint_name)
@@ -181,32 +225,19 @@ class AzureMLBackend:
             endpoint = self.client.batch_endpoints.begin_create_or_update(endpoint).result()
 
         dep_name = deployment_name(version)
-        model_ref = f"azureml:{name}:{version}"
         existing = {d.name: d for d in self.client.batch_deployments.list(endpoint_name=endpoint_name)}
         current = existing.get(dep_name)
+        environment = ensure_environment(self.client, self.settings)
         error_threshold = int(self.settings.batch_error_threshold)
         if (
             current is None
             or _model_version(current.model) != (name, str(version))
+            or _scoring_script(current) != SCORING_SCRIPT
+            or _asset_version(current.environment, "environments") != _asset_version(environment, "environments")
             or getattr(current, "error_threshold", error_threshold) != error_threshold
         ):
-            deployment = ModelBatchDeployment(
-                name=dep_name,
-                endpoint_name=endpoint_name,
-                model=model_ref,
-                compute=self.settings.compute,
-                description=f"{name} version {version}",
-                tags={**tags, "model_version": str(version)},
-                settings=ModelBatchDeploymentSettings(
-                    mini_batch_size=MINI_BATCH_SIZE,
-                    instance_count=INSTANCE_COUNT,
-                    max_concurrency_per_instance=MAX_CONCURRENCY_PER_INSTANCE,
-                    output_action=BatchDeploymentOutputAction.APPEND_ROW,
-                    output_file_name=OUTPUT_FILE_NAME,
-                    retry_settings=BatchRetrySettings(max_retries=MAX_RETRIES, timeout=RETRY_TIMEOUT_SECONDS),
-                    error_threshold=error_threshold,  # 0: a failed file fails the job (-1 ignored them all)
-                    logging_level="info",
-                ),
+            deployment = build_deployment(
+                self.settings, name, version, endpoint_name, environment, {**tags, "model_version": str(version)}
             )
             self.client.batch_deployments.begin_create_or_update(deployment).result()
 
@@ -216,3 +247,41 @@ class AzureMLBackend:
             endpoint = self.client.batch_endpoints.begin_create_or_update(endpoint).result()
         location = getattr(endpoint, "scoring_uri", None) or endpoint_name
         return EndpointInfo(endpoint_name=endpoint_name, model_name=name, version=str(version), location=location)
+
+
+def build_deployment(
+    settings: Any, name: str, version: str, endpoint_name: str, environment: str, tags: dict[str, str]
+):
+    """The `ModelBatchDeployment` of ``name`` ``version``: our scoring script in the step environment."""
+    from azure.ai.ml.constants import BatchDeploymentOutputAction
+    from azure.ai.ml.entities import (
+        BatchRetrySettings,
+        CodeConfiguration,
+        ModelBatchDeployment,
+        ModelBatchDeploymentSettings,
+        ResourceConfiguration,
+    )
+
+    return ModelBatchDeployment(
+        name=deployment_name(version),
+        endpoint_name=endpoint_name,
+        model=f"azureml:{name}:{version}",
+        environment=environment,
+        # The repository root, as for step jobs (`.amlignore` keeps tests, data and local state out).
+        code_configuration=CodeConfiguration(code=str(REPO_ROOT), scoring_script=SCORING_SCRIPT),
+        compute=settings.compute,
+        description=f"{name} version {version}",
+        tags=tags,
+        # Instances as resources, not settings.instance_count: the SDK dumps that into both places, and its own
+        # YAML loader then rejects the file ("Can't set instance_count when resources is provided").
+        resources=ResourceConfiguration(instance_count=INSTANCE_COUNT),
+        settings=ModelBatchDeploymentSettings(
+            mini_batch_size=MINI_BATCH_SIZE,
+            max_concurrency_per_instance=MAX_CONCURRENCY_PER_INSTANCE,
+            output_action=BatchDeploymentOutputAction.APPEND_ROW,
+            output_file_name=OUTPUT_FILE_NAME,
+            retry_settings=BatchRetrySettings(max_retries=MAX_RETRIES, timeout=RETRY_TIMEOUT_SECONDS),
+            error_threshold=int(settings.batch_error_threshold),  # 0: a failed file fails the job (-1: ignored)
+            logging_level="info",
+        ),
+    )

@@ -74,6 +74,10 @@ class DeploymentBackend(dg.ConfigurableResource):
     def model_location(self, name: str, version: str) -> str:
         return self.backend().model_location(name, str(version))
 
+    def version_url(self, name: str, version: str) -> str | None:
+        """A web page showing the registered version (None: the backend has none to offer)."""
+        return None
+
     def endpoint_name(self, site: str, species: str) -> str:
         """The partition's batch endpoint name; a backend may qualify it (AzureML: names are unique per region)."""
         from biodiv_core.naming import endpoint_name

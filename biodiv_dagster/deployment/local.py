@@ -34,6 +34,11 @@ class LocalDeploymentBackend(DeploymentBackend):
     def backend(self) -> LocalBackend:
         return LocalBackend(tracking_uri=self.tracking_uri, endpoints_dir=self.endpoints_dir)
 
+    def version_url(self, name: str, version: str) -> str | None:
+        from biodiv_dagster.mlflow_links import model_version_url
+
+        return model_version_url(name, version)
+
 
 def _parse_auc(value: str | None) -> float | None:
     try:

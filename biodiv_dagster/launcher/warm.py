@@ -1,67 +1,81 @@
-"""The warm step server of this process (azureml_steps._warm): started on first use, one per process.
+"""The warm step server (azureml_steps._warm) shared by every process of one interpreter set-up.
 
-Each process that launches local steps (a Dagster run worker, a `biodiv main` worker, a test) gets its own
-server, started in the background the first time the local launcher is used, so its imports overlap with
-the run's own start-up; it exits when that process does (or after idle minutes). A step launched before the
-server is ready, or with ``BIODIV_WARM_STEPS=0``, runs the plain way (``python -m azureml_steps.<step>``).
+A backfill's run workers, `biodiv run` calls one after another, `biodiv main`'s workers and the tests all fork
+their steps from one pre-imported server, so only the first of them pays the imports (with a server per
+process, each run paid 3-5 s of CPU for them, and its first steps ran cold while the server imported). The
+server belongs to no one: it is a daemon in its own session that exits after idle minutes (no step running,
+no request). Its name hashes what a fork inherits and a fresh interpreter would see differently: the
+interpreter, the ``PYTHON*`` variables, the user, and the modification times of the site-packages folders
+and of the server's code, so a ``pip install`` or an edited server gets a new one (the old one idles out).
+``BIODIV_WARM_STEPS=0`` runs every step the plain way (``python -m azureml_steps.<step>``).
 """
 
 from __future__ import annotations
 
-import atexit
+import hashlib
 import os
+import site
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from azureml_steps import _warm
+from biodiv_core.atomic import file_lock
+
 ENV_VAR = "BIODIV_WARM_STEPS"
-_servers: dict[int, tuple[subprocess.Popen, str]] = {}  # pid of the owning process -> (server, socket path)
+IDLE_SECONDS = 600
 
 
 def enabled() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def start() -> str | None:
-    """Socket path of this process's warm server (starting it if needed), or None when warm steps are off."""
-    if not enabled() or not hasattr(os, "fork"):
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def server_key(kind: str = "step") -> str:
+    """Names the server a fork of which behaves like a fresh ``python -m`` of this process's set-up."""
+    folders = sorted({*site.getsitepackages(), site.getusersitepackages()})
+    parts = [kind, sys.executable, str(os.getuid()), repr(sorted(_warm._interpreter_env(dict(os.environ)).items()))]
+    parts += [f"{folder}:{_mtime(folder)}" for folder in folders]
+    parts.append(f"{_warm.__file__}:{_mtime(_warm.__file__)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def socket_path(kind: str = "step") -> str:
+    # In the temp folder, not BIODIV_HOME: Unix socket paths are limited to 107 bytes, and one server serves
+    # every BIODIV_HOME (each step gets its caller's environment).
+    folder = Path(tempfile.gettempdir()) / f"biodiv-warm-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return str(folder / f"{kind}-{server_key(kind)}.sock")
+
+
+def start(kind: str = "step") -> str | None:
+    """Socket path of the shared warm server of ``kind`` (``step``, or ``run`` for Dagster run workers),
+    starting it if none runs; None when warm processes are off."""
+    if not enabled() or not hasattr(os, "fork") or _warm.has_startup_hook(dict(os.environ)):
         return None
-    owner = os.getpid()  # a forked or spawned child never uses its parent's server
-    if owner in _servers and _servers[owner][0].poll() is None:
-        return _servers[owner][1]
-    path = str(Path(tempfile.mkdtemp(prefix="biodiv-warm-")) / "steps.sock")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "azureml_steps._warm", "serve", "--socket", path, "--parent", str(owner)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C in a terminal reaches the steps through their clients, not here
-    )
-    _servers[owner] = (server, path)
-    atexit.register(_stop, owner)
+    path = socket_path(kind)
+    if _warm.server_alive(path):
+        return path
+    with file_lock(path.removesuffix(".sock") + ".lock"):  # concurrent runs start one server, not one each
+        if not _warm.server_alive(path):
+            with open(path.removesuffix(".sock") + ".log", "w") as log:
+                command = [sys.executable, "-m", "azureml_steps._warm", "serve", "--socket", path, "--detach"]
+                command += ["--idle-seconds", str(IDLE_SECONDS), "--kind", kind]
+                # Returns once the daemon has forked off and written its pid; its imports go on meanwhile.
+                subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
     return path
 
 
-def command(module: str, arguments: list[str]) -> list[str]:
-    """The command line of a step: through the warm server when there is one, else the plain one."""
-    path = start()
+def command(module: str, arguments: list[str], kind: str = "step") -> list[str]:
+    """The command line of ``python -m module arguments``: through the warm server when there is one."""
+    path = start(kind)
     if path is None:
         return [sys.executable, "-m", module, *arguments]
     return [sys.executable, "-m", "azureml_steps._warm", "run", "--socket", path, module, *arguments]
-
-
-def _stop(owner: int) -> None:
-    entry = _servers.pop(owner, None)
-    if entry is None or os.getpid() != owner:
-        return
-    server, path = entry
-    server.terminate()
-    try:
-        server.wait(5)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    Path(path).unlink(missing_ok=True)
-    try:
-        Path(path).parent.rmdir()
-    except OSError:
-        pass

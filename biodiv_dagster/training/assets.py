@@ -17,6 +17,7 @@ from biodiv_core import settings
 from biodiv_core.errors import BiodivError
 from biodiv_core.naming import features_asset_name, species_asset_name
 from biodiv_core.step_args import DeployArgs, PrepArgs, ScoreArgs, StepArgs, TrainArgs
+from biodiv_dagster import mlflow_links
 from biodiv_dagster.correlation import correlation_id
 from biodiv_dagster.data_versions import data_version_string
 from biodiv_dagster.launcher.base import StepLauncher, with_metadata
@@ -86,14 +87,8 @@ def _common(args: StepArgs) -> dict[str, Any]:
 
 
 def _mlflow_links(result: dg.MaterializeResult) -> dict[str, Any]:
-    """A clickable MLflow run link when the tracking server is a web server; else where the store is."""
-    run_id = _value(result.metadata or {}, "mlflow_run_id")
-    uri = settings.mlflow_tracking_uri()
-    if not run_id:
-        return {}
-    if uri.startswith(("http://", "https://")):
-        return {"mlflow_run": dg.MetadataValue.url(f"{uri.rstrip('/')}/#/runs/{run_id}")}
-    return {"mlflow_tracking_uri": dg.MetadataValue.text(uri)}
+    """The clickable ``mlflow_run`` link of the step's MLflow run (biodiv_dagster.mlflow_links)."""
+    return mlflow_links.run_link(result.metadata or {})
 
 
 def _launch(
@@ -117,6 +112,7 @@ def _launch(
             species=species,
             partition=str(context.partition_key),
             correlation_id=correlation_id(context),
+            dagster_run_id=context.run_id,
             **inputs,
             **outputs,
             **values,

@@ -6,6 +6,8 @@ every run, materialization and asset check they make is there to look at in `bio
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,30 @@ def _defs():
     from biodiv_dagster.definitions import defs
 
     return defs
+
+
+# What registering a model imports in this process (MLflow and its SQL stores: ~2.4 s on this machine).
+REGISTRATION_IMPORTS = (
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+)
+
+
+def import_in_background(names=REGISTRATION_IMPORTS) -> threading.Thread:
+    """Import ``names`` in a thread: while the training run's steps work, this process mostly waits for them,
+    so the imports the registration run needs afterwards come off the wall time of `biodiv run`."""
+
+    def work() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the registration run imports (and reports) it again
+                return
+
+    thread = threading.Thread(target=work, name="biodiv-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def check_inputs(site: str, species: str, data_root=None) -> None:
@@ -126,19 +152,57 @@ def register_new_models(
     """
     from biodiv_dagster.deployment.sensor import registration_run_requests
 
+    return _run_requests(instance, REGISTER_JOB, registration_run_requests, after_storage_id, partitions, quiet)
+
+
+def map_new_deployments(
+    instance: dg.DagsterInstance, after_storage_id: int | None, partitions=None, quiet: bool = False
+) -> list[str]:
+    """Make the habitat map of each deployment after ``after_storage_id`` (the habitat sensor's requests), in
+    process; nothing with a step launcher other than the local one (the map reads the site's data locally)."""
+    from biodiv_dagster.backends import step_launcher_from_env
+    from biodiv_dagster.habitat_automation import HABITAT_JOB, habitat_run_requests
+    from biodiv_dagster.launcher.local import LocalStepLauncher
+
+    if not isinstance(step_launcher_from_env(), LocalStepLauncher):
+        return []
+    return _run_requests(instance, HABITAT_JOB, habitat_run_requests, after_storage_id, partitions, quiet)
+
+
+def _run_requests(instance, job: str, requests_after, after_storage_id, partitions, quiet: bool) -> list[str]:
+    """Execute in process every run a sensor (``requests_after(instance, cursor)``) would request."""
     cursor = str(after_storage_id) if after_storage_id is not None else None
     run_ids = []
     while True:
-        requests, next_cursor = registration_run_requests(instance, cursor)
+        requests, next_cursor = requests_after(instance, cursor)
         for request in requests:
             if partitions is not None and request.partition_key not in partitions:
                 continue
-            run_id = _register(instance, request, quiet)
+            run_id = (
+                _register(instance, request, quiet) if job == REGISTER_JOB else _execute(instance, job, request, quiet)
+            )
             if run_id:
                 run_ids.append(run_id)
         if not requests or next_cursor == cursor:
             return run_ids
         cursor = next_cursor
+
+
+def _execute(instance: dg.DagsterInstance, job: str, request: dg.RunRequest, quiet: bool) -> str:
+    result = (
+        _defs()
+        .resolve_job_def(job)
+        .execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, **launcher_tag()},
+            run_config=_quiet(None, quiet),
+            raise_on_error=False,
+        )
+    )
+    if not result.success:
+        raise RunFailedError(f"{job} for {request.partition_key} failed in {failure_message(result)}")
+    return result.run_id
 
 
 def register_model(instance: dg.DagsterInstance, record: dg.EventLogRecord, quiet: bool = False) -> str | None:
@@ -162,20 +226,7 @@ def _register(instance: dg.DagsterInstance, request: dg.RunRequest, quiet: bool)
     with registration_lock(str(request.partition_key)):
         existing = registration_run(instance, int(request.tags[STORAGE_ID_TAG]))
         if existing is None:
-            result = (
-                _defs()
-                .resolve_job_def(REGISTER_JOB)
-                .execute_in_process(
-                    instance=instance,
-                    partition_key=request.partition_key,
-                    tags={**request.tags, **launcher_tag()},
-                    run_config=_quiet(None, quiet),
-                    raise_on_error=False,
-                )
-            )
-            if not result.success:
-                raise RunFailedError(f"Registering {request.partition_key} failed in {failure_message(result)}")
-            return result.run_id
+            return _execute(instance, REGISTER_JOB, request, quiet)
     return _wait_for(instance, existing.run_id)  # e.g. queued by the UI's registration sensor
 
 
@@ -222,7 +273,7 @@ def partition_summary(
 ) -> dict[str, Any]:
     """What the latest materializations of a partition say (the `biodiv run --json` object).
 
-    ``run_ids``: only what those runs made (`biodiv run`: its training and its registration run), so a run of the
+    ``run_ids``: only what those runs made (`biodiv run`: its training, registration and map runs), so a run of the
     same partition going on at the same time cannot lend it its model.
     """
     prepared = _latest_metadata(instance, "prepared_data", partition, run_ids)
@@ -231,6 +282,7 @@ def partition_summary(
     model = _latest_metadata(instance, "deployable_model", partition, run_ids)
     registered = _latest_metadata(instance, "registered_model", partition, run_ids)
     deployment = _latest_metadata(instance, "batch_deployment", partition, run_ids)
+    habitat = _latest_metadata(instance, "habitat_suitability", partition, run_ids)
     return {
         "site": prepared.get("site"),
         "species": prepared.get("species"),
@@ -252,6 +304,8 @@ def partition_summary(
         "deployment_decision": deployment.get("reason"),
         "endpoint": deployment.get("endpoint_name"),
         "endpoint_location": deployment.get("endpoint_location"),
+        # The surface of the latest habitat map (None without covariate rasters or before a map is made).
+        "suitability_raster": habitat.get("suitability_raster"),
         "correlation_id": model.get("correlation_id") or prepared.get("correlation_id"),
     }
 
@@ -264,12 +318,14 @@ def run_partition(
     quiet: bool = False,
     **settings: Any,
 ) -> PartitionOutcome:
-    """Train one partition through Dagster, then register and (past the gate) deploy its model."""
+    """Train one partition through Dagster, then register and (past the gate) deploy its model and map it."""
     from biodiv_core.naming import slugify
     from biodiv_dagster.deployment.upstream import run_record
 
     check_inputs(site, species)
+    import_in_background()
     key = str(partition_key(slugify(site, "site"), slugify(species)))
+    before_deployment = latest_storage_id(instance, "batch_deployment")
     correlation_id = new_correlation_id()
     result = train_partition(
         instance,
@@ -281,6 +337,7 @@ def run_partition(
     )
     model = run_record(instance, "deployable_model", key, result.run_id)
     registration = register_model(instance, model, quiet=quiet) if model is not None else None
-    summary = partition_summary(instance, key, run_ids=(result.run_id, registration))
+    maps = map_new_deployments(instance, before_deployment, partitions={key}, quiet=quiet)
+    summary = partition_summary(instance, key, run_ids=(result.run_id, registration, *reversed(maps)))
     summary["correlation_id"] = correlation_id
     return PartitionOutcome(site, species, key, correlation_id, result.run_id, summary)

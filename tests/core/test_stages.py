@@ -70,9 +70,9 @@ def test_stages_chain(tmp_path, prepared, params_file):
     assert json.loads(json.dumps(score)) == score
     assert score["roc_auc"] > 0.85
     assert json.loads((scores / "metrics.json").read_text())["roc_auc"] == score["roc_auc"]
-    issue7 = {"quality.json", "calibration_curve.png", "explanations"}
-    seed = {"metrics.json", "confusion_matrix.png", "classification_report.png"}
-    assert {p.name for p in scores.iterdir()} == seed | issue7
+    quality = {"quality.json", "calibration_curve.png", "explanations"}
+    seed = {"metrics.json", "confusion_matrix.png", "classification_report.png", "roc_curve.png"}
+    assert {p.name for p in scores.iterdir()} == seed | quality
 
     deployed = run_train_to_deploy(prepared, best, deploy, site=SITE, correlation_id="corr-42")
     metadata = json.loads((deploy / "model_metadata.json").read_text())

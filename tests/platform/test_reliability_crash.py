@@ -129,7 +129,8 @@ def test_step_killed_mid_write_leaves_no_visible_output_and_rerun_succeeds(store
     output = tmp_path / "storage" / "prepared_data" / "run-1"
     step = subprocess.Popen(_prep_command(store, output), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(marker.exists, what="the step to finish writing its temp folder")
+        # Not only exists(): write_text creates the file before its text is in it.
+        _wait_for(lambda: marker.exists() and marker.read_text(), what="the step to finish writing its temp folder")
         temp = Path(marker.read_text())
         assert {"features.parquet", "targets.parquet", "summary.json"} <= set(os.listdir(temp))  # all written ...
         assert not output.exists()  # ... and still invisible

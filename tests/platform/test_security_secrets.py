@@ -111,19 +111,14 @@ def test_an_azureml_job_spec_carries_no_secret_from_the_environment(monkeypatch)
     assert _leaks(values, {"job spec": rendered}) == []
 
 
-def test_the_ui_binds_to_localhost_by_default(monkeypatch):
-    from biodiv_dagster.cli import main
+def test_the_ui_binds_to_localhost_by_default():
+    from biodiv_dagster.cli.ui import ui_commands
 
-    seen = {}
-
-    def fake_call(command, **kwargs):
-        seen["command"] = command
-        return 0
-
-    monkeypatch.setattr(subprocess, "call", fake_call)
-    assert main(["ui"]) == 0
-    command = seen["command"]
-    assert command[command.index("-h") + 1] == "127.0.0.1"
+    commands = ui_commands(3000, 5000)
+    assert set(commands) == {"dagster-webserver", "dagster-daemon", "mlflow"}  # local SQLite store: MLflow UI too
+    webserver, mlflow = commands["dagster-webserver"], commands["mlflow"]
+    assert webserver[webserver.index("-h") + 1] == "127.0.0.1"
+    assert mlflow[mlflow.index("--host") + 1] == "127.0.0.1"
     repo = settings.REPO_ROOT
     for path in [repo / "Makefile", repo / "workspace.yaml", *(repo / "config").glob("*.yaml"), *repo.glob("*.md")]:
         assert "0.0.0.0" not in path.read_text(), path

@@ -1,6 +1,7 @@
-"""The Dagster UI in a real browser: the project's workspace served by dagster-webserver (with the daemon, as
-`make ui` runs them), opened in headless Chromium, one partition materialized through the GraphQL API and then
-registered and deployed by the registration sensor.
+"""The Dagster UI in a real browser: `biodiv ui` (dagster-webserver, dagster-daemon and the MLflow UI, as
+`make ui` runs them), opened in headless Chromium, one partition materialized through the GraphQL API, then
+registered and deployed by the registration sensor and mapped by the habitat sensor; the scores report is
+opened in the UI and its `mlflow_run` link followed to the MLflow UI.
 
 Run by `make test-ui` (and by `make test` when /usr/bin/chromium exists). Screenshots go to the test's tmp dir.
 """
@@ -37,29 +38,25 @@ def _free_port() -> int:
 
 
 class Services:
-    """dagster-webserver and dagster-daemon on the repo's workspace.yaml; logs kept for failure messages."""
+    """`biodiv ui` on free ports, in its own process group; its output kept for failure messages."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str]):
-        self.port = _free_port()
+        self.port, self.mlflow_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.logs = {name: tmp_path / f"{name}.log" for name in ("webserver", "daemon")}
-        commands = {
-            "webserver": [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port)],
-            "daemon": [str(BIN / "dagster-daemon"), "run"],
-        }
-        self.processes = []
-        for name, command in commands.items():
-            with open(self.logs[name], "wb") as log:
-                self.processes.append(
-                    subprocess.Popen(
-                        [*command, "-w", "workspace.yaml"],
-                        cwd=settings.REPO_ROOT,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # its own process group: stopped with its code servers below
-                    )
+        self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
+        self.logs = {"biodiv ui": tmp_path / "biodiv-ui.log"}
+        command = [str(BIN / "python"), "-c", "import sys; from biodiv_dagster.cli import main; sys.exit(main())"]
+        with open(self.logs["biodiv ui"], "wb") as log:
+            self.processes = [
+                subprocess.Popen(
+                    [*command, "ui", "--port", str(self.port), "--mlflow-port", str(self.mlflow_port)],
+                    cwd=settings.REPO_ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stopped with its servers below
                 )
+            ]
 
     def tails(self) -> str:
         return "\n".join(f"--- {name}:\n{path.read_text(errors='replace')[-3000:]}" for name, path in self.logs.items())
@@ -135,7 +132,8 @@ RUN_STATUS = """query Run($id: ID!) { runOrError(runId: $id) { ... on Run { stat
 
 MATERIALIZATIONS = """query M($key: AssetKeyInput!, $partition: String!) { assetOrError(assetKey: $key) {
   ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) { partition runId
-  metadataEntries { label ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } } } } }"""
+  metadataEntries { label ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue }
+  ... on UrlMetadataEntry { url } ... on MarkdownMetadataEntry { mdStr } } } } } }"""
 
 
 def _location_loaded(services: Services):
@@ -167,8 +165,15 @@ def _materialization(services: Services, asset: str):
 def test_asset_graph_partitions_and_a_materialization_in_the_browser(services, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # pages render slowly on a loaded 2-core machine; 5 s is Playwright's default
+
     services.wait_until("the webserver", lambda: urllib.request.urlopen(f"{services.url}/server_info", timeout=5), 180)
     services.wait_until("the biodiv code location", lambda: _location_loaded(services), 180)
+    services.wait_until(
+        "the MLflow UI", lambda: urllib.request.urlopen(f"{services.mlflow_url}/health", timeout=5), 180
+    )
+    printed = services.logs["biodiv ui"].read_text()
+    assert f"Dagster UI:  {services.url}" in printed and f"MLflow UI:   {services.mlflow_url}/#/experiments/" in printed
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -241,7 +246,35 @@ def test_asset_graph_partitions_and_a_materialization_in_the_browser(services, t
         expect(page.get_by_text(entries["reason"]).first).to_be_visible()
         expect(page.get_by_text(entries["endpoint_name"]).first).to_be_visible()
         page.screenshot(path=str(tmp_path / "batch_deployment.png"))
+
+        # The scores partition: one report entry, one click shows it with its plots.
+        scores = {e["label"]: e for e in _materialization(services, "scores")["metadataEntries"]}
+        assert "data:image/png;base64," in scores["report"]["mdStr"]
+        assert not {"metrics_json", "confusion_matrix_image"} & set(scores)
+        _open(page, f"{services.url}/assets/scores?view=partitions")
+        page.get_by_text(SITE, exact=True).first.click()
+        page.get_by_text(SPECIES, exact=True).first.click()
+        page.get_by_text("[Show Markdown]").first.click()
+        expect(page.get_by_text("held-out test set").first).to_be_visible()
+        expect(page.locator("img[src^='data:image/png']").first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "scores_report.png"), full_page=True)
+
+        # Its mlflow_run link opens the run in the MLflow UI, tagged with its site and species.
+        link = scores["mlflow_run"]["url"]
+        assert link.startswith(f"{services.mlflow_url}/#/experiments/")
+        _open(page, link)
+        expect(page.get_by_text(f"score {SITE}/Cygnus buccinator").first).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Cygnus buccinator").first).to_be_visible()
+        expect(page.get_by_text(PARTITION).first).to_be_visible()
+        expect(page.get_by_text("Evaluation runs")).to_have_count(0)  # the classic ML view, not the GenAI one
+        page.screenshot(path=str(tmp_path / "mlflow_run.png"), full_page=True)
         browser.close()
 
-    for name in ("asset_graph", "partitions", "run", "batch_deployment"):
+    # The habitat sensor maps the deployed model.
+    if entries["deployed"]:
+        habitat = services.wait_until(
+            "habitat_suitability of the partition", lambda: _materialization(services, "habitat_suitability"), 300, 5
+        )
+        assert {e["label"] for e in habitat["metadataEntries"]} >= {"map", "rows", "model_version"}
+    for name in ("asset_graph", "partitions", "run", "batch_deployment", "scores_report", "mlflow_run"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000

@@ -69,7 +69,10 @@ def test_steps_in_sequence(data, tmp_path):
     best = trained["best_parameters"]
     assert best["n_trials"] == 3 and 0.5 < best["best_cv_auc"] <= 1.0
     assert best["best_parameters"]["num_leaves"] >= 8 and best["mlflow_run_id"]
-    assert best["trials"].count("\n") == 3 + 1  # header, separator, one row per trial
+    # One report: the numbers, the tuning-history plot inlined, the best parameters.
+    assert "Tuning history" in best["report"] and "data:image/png;base64," in best["report"]
+    assert (out / "best" / "tuning_history.png").is_file()
+    assert all(v == float(f"{v:.4g}") for v in (best["best_cv_auc"], best["threshold"]))  # 4 significant digits
     split = trained["train_test_split"]
     assert split["train_rows"] + split["test_rows"] == prepared["rows"]
 
@@ -81,9 +84,19 @@ def test_steps_in_sequence(data, tmp_path):
     assert score.returncode == 0, score.stderr
     scored = reports(score)["scores"]
     assert 0.5 < scored["roc_auc"] <= 1.0 and 0.0 < scored["accuracy"] <= 1.0
-    assert "PRESENT" in scored["metrics"] and "ABSENT" in scored["metrics"]
-    assert scored["confusion_matrix"].endswith("confusion_matrix.png")
-    assert scored["confusion_matrix_image"].startswith("![confusion_matrix](data:image/png;base64,")
+    # One report per partition: numbers with the cut-off each uses, the per-class table, the plots inlined;
+    # no image path or inline-image entries beside it, no metrics JSON doubling the table.
+    report = scored["report"]
+    threshold = scored["threshold"]
+    assert f"Cut-off **{threshold}**" in report and "| accuracy |" in report and "PRESENT" in report
+    assert report.count("data:image/png;base64,") >= 4 and "ROC curve" in report
+    assert not {"metrics", "metrics_json", "confusion_matrix", "confusion_matrix_image"} & set(scored)
+    assert (out / "scores" / "roc_curve.png").is_file()
+    # Accuracy and the confusion matrix use the deployed model's threshold, not 0.5.
+    metrics = json.loads((out / "scores" / "metrics.json").read_text())
+    cv_threshold = json.loads((out / "best" / "cv_quality.json").read_text())["threshold"]
+    assert metrics["threshold"] == cv_threshold != 0.5
+    assert round(metrics["accuracy"], 4) == round(scored["accuracy"], 4)
 
     deploy = run_step(
         "train_to_deploy", "--site", "everglades", "--species", SPECIES,

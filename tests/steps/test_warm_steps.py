@@ -142,3 +142,72 @@ def _wait_for(predicate, timeout=60.0, what="condition"):
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+START = "from biodiv_dagster.launcher import warm; print(warm.start())"
+
+
+def _server_pid(socket_path: str) -> int:
+    from azureml_steps import _warm
+
+    return int(Path(_warm.pid_file(socket_path)).read_text())
+
+
+def _stop_server(socket_path: str) -> None:
+    try:
+        os.kill(_server_pid(socket_path), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
+def test_processes_of_one_set_up_share_one_server_and_a_new_set_up_gets_its_own(tmp_path):
+    """Run workers and CLI calls come and go; the server outlives the process that started it."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    starters = [subprocess.Popen([sys.executable, "-c", START], env=env, stdout=subprocess.PIPE, text=True)]
+    starters.append(subprocess.Popen([sys.executable, "-c", START], env=env, stdout=subprocess.PIPE, text=True))
+    paths = {starter.communicate(timeout=60)[0].strip() for starter in starters}
+    other_env = {**env, "PYTHONPATH": str(tmp_path)}  # what a fresh interpreter would see differently
+    other = subprocess.run([sys.executable, "-c", START], env=other_env, capture_output=True, text=True, timeout=60)
+    try:
+        [path] = paths  # both starters found the same server (one started it, under the lock)
+        assert other.stdout.strip() != path
+        assert len([name for name in os.listdir(Path(path).parent) if name.endswith(".pid")]) == 2
+        server = _server_pid(path)
+        assert all(starter.returncode == 0 for starter in starters)
+        assert Path(f"/proc/{server}").exists()  # its starters are gone; it is not
+        _wait_for(lambda: Path(path).exists(), timeout=120, what="the server to listen")
+    finally:
+        for socket_path in {*paths, other.stdout.strip()}:
+            _stop_server(socket_path)
+
+
+def test_a_client_waits_for_a_server_still_importing_and_an_idle_server_exits(tmp_path):
+    """A step launched while the server imports is forked by it (not run cold beside it); idle, it goes away."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "toy_step.py").write_text("VERSION = 3\n" + STEP)
+    env = {**os.environ, "PYTHONPATH": str(modules)}
+    socket_path = str(tmp_path / "shared.sock")
+    serve = [sys.executable, "-m", "azureml_steps._warm", "serve", "--socket", socket_path, "--detach"]
+    subprocess.run([*serve, "--idle-seconds", "3"], env=env, check=True, timeout=60)
+    try:
+        assert not Path(socket_path).exists()  # still importing the libraries
+        client = _client(socket_path, env, str(tmp_path), "0")
+        client.communicate(timeout=120)
+        assert client.returncode == 0
+        supervisor = int((tmp_path / "seen.txt").read_text().split("|")[2])
+        assert supervisor not in (client.pid, os.getpid())  # forked by the server, not exec'd cold
+        server = _server_pid(socket_path)
+        _wait_for(lambda: not _alive(server), timeout=60, what="the idle server to exit")
+        assert not Path(socket_path).exists()
+    finally:
+        _stop_server(socket_path)
+
+
+def test_a_sitecustomize_on_the_path_means_cold_steps(tmp_path):
+    """Start-up code a fork would skip (fault injection, memory probes) needs a fresh interpreter."""
+    from azureml_steps import _warm
+
+    assert not _warm.has_startup_hook({"PYTHONPATH": str(tmp_path)})
+    (tmp_path / "sitecustomize.py").write_text("")
+    assert _warm.has_startup_hook({"PYTHONPATH": f"/nonexistent{os.pathsep}{tmp_path}"})

@@ -43,6 +43,9 @@ def test_layout_is_exactly_the_data_contract(generated):
             "training-species/1/lynx_canadensis_golddata.csv",
             "truth/1/cygnus_buccinator_truth.csv",
             "truth/1/lynx_canadensis_truth.csv",
+            "truth/1/cygnus_buccinator_probability.tif",
+            "truth/1/lynx_canadensis_probability.tif",
+            *(f"covariates/1/{name}.tif" for name in info["sites"][site]["covariates"]),
         )
     )
     site = info["sites"]["yellowstone"]
@@ -121,6 +124,53 @@ def test_gold_data_follows_the_true_probability(generated):
     assert not cygnus.equals(lynx)  # each species is its own labelled subset
 
 
+def _cells_of(stack, features):
+    from rasterio.transform import rowcol
+
+    rows, cols = rowcol(stack.transform, features["decimallongitude"], features["decimallatitude"])
+    return np.asarray(rows), np.asarray(cols)
+
+
+def test_points_take_the_values_of_their_raster_cells_and_the_truth_surface_agrees(generated):
+    import rasterio
+
+    from biodiv_core.data.rasters import open_covariates
+
+    root, info = generated
+    site = info["sites"]["yellowstone"]
+    stack = open_covariates(ds.covariates_dir(root, "yellowstone"), site["covariates"])
+    assert (stack.width, stack.height, str(stack.crs)) == (100, 100, "EPSG:4326")
+    assert stack.categories == {CATEGORICAL_COVARIATE: list(LAND_COVER)}
+    features = ds.read_table(ds.features_dir(root, "yellowstone"))
+    rows, cols = _cells_of(stack, features)
+    for name, path in stack.files.items():
+        with rasterio.open(path) as src:
+            at_points = src.read(1)[rows, cols]
+        if name == CATEGORICAL_COVARIATE:
+            assert (np.asarray(LAND_COVER)[at_points.astype(int)] == features[name].astype(str)).all()
+        else:  # float32 rasters, float64 table
+            np.testing.assert_allclose(at_points, features[name], rtol=1e-6, err_msg=name)
+    for species in SPECIES:
+        truth = pd.read_csv(ds.truth_file(root, "yellowstone", species))
+        with rasterio.open(ds.truth_surface_file(root, "yellowstone", species)) as src:
+            surface = src.read(1)
+        assert surface.min() >= 0 and surface.max() <= 1 and surface.std() > 0.05
+        np.testing.assert_allclose(surface[rows, cols], truth["probability"], atol=1e-5)
+
+
+def test_raster_size_zero_writes_points_only(tmp_path):
+    generate_datastore(tmp_path, sites=["everglades"], species=["Lynx canadensis"], rows=300, raster_size=0)
+    assert ds.covariates_dir(tmp_path, "everglades") is None
+    assert ds.list_assets(tmp_path) == [
+        "everglades-training-features",
+        "everglades-training-species",
+        "everglades-truth",
+    ]
+    features = ds.read_table(ds.features_dir(tmp_path, "everglades"))
+    covariates = features.drop(columns=["gbifid", "decimallatitude", "decimallongitude"])
+    assert len(covariates.drop_duplicates()) == 300  # every point its own values, no shared cells
+
+
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path):
     kwargs = dict(sites=["yellowstone", "Mount Kenya"], species=["Cygnus buccinator"], rows=500, gold_rows=200)
     for fmt in ("csv", "parquet"):
@@ -180,6 +230,8 @@ def test_existing_version_errors_unless_told_to_skip_or_overwrite(tmp_path):
         {"gold_rows": 10_000},
         {"version": 0},
         {"species": ["Lynx canadensis", "lynx-canadensis"]},
+        {"raster_size": 1},
+        {"raster_size": -4},
     ],
 )
 def test_bad_generator_parameters(tmp_path, kwargs):
@@ -208,13 +260,22 @@ def test_cli_generate_data(tmp_path, capsys, monkeypatch):
     assert cli_main(argv) == 2
     assert "already exists" in capsys.readouterr().err
     assert cli_main([*argv, "--if-exists", "skip"]) == 0
+    # --raster-size: the grid of the covariate rasters; 0 writes none.
+    assert cli_main([*argv[:2], str(tmp_path / "grid"), *argv[3:], "--raster-size", "16"]) == 0
+    assert {p.name for p in ds.covariates_dir(tmp_path / "grid", "everglades").iterdir()} == {
+        f"{c}.tif" for c in features.columns[3:]
+    }
+    assert cli_main([*argv[:2], str(tmp_path / "none"), *argv[3:], "--raster-size", "0"]) == 0
+    assert ds.covariates_dir(tmp_path / "none", "everglades") is None
     # Without --root, --sites and --species: BIODIV_DATA_ROOT and the config files.
     monkeypatch.setenv("BIODIV_DATA_ROOT", str(tmp_path / "default"))
     assert cli_main(["generate-data", "--rows", "100"]) == 0
     assert ds.list_assets(tmp_path / "default") == [
+        "everglades-covariates",
         "everglades-training-features",
         "everglades-training-species",
         "everglades-truth",
+        "yellowstone-covariates",
         "yellowstone-training-features",
         "yellowstone-training-species",
         "yellowstone-truth",

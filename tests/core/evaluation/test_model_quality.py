@@ -207,5 +207,5 @@ def test_steps_take_the_cv_strategy_and_report_the_quality_metadata(tmp_path, ca
     ):
         assert isinstance(scores_meta[key], float), key
     assert len(scores_meta["top_features"]) == 5
-    assert scores_meta["calibration_curve_image"].startswith("![calibration_curve](data:image/png;base64,")
-    assert scores_meta["response_curves"].endswith("explanations/response_curves.png")
+    assert "![Calibration](data:image/png;base64," in scores_meta["report"]
+    assert "![Response curves](data:image/png;base64," in scores_meta["report"]

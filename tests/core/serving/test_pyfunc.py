@@ -34,7 +34,8 @@ def deployed(tmp_path_factory, mlflow_template_db):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BIODIV_HOME", str(root / "home"))
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        info = generate_datastore(root / "data", sites=[SITE], species=[SPECIES], rows=900, seed=2)
+        # Points with their own values (no raster cells shared): every land-cover class is in training.
+        info = generate_datastore(root / "data", sites=[SITE], species=[SPECIES], rows=900, seed=2, raster_size=0)
         run_prep(features_dir(root / "data", SITE), species_dir(root / "data", SITE), SPECIES, root / "prepared")
         best = root / "best"
         best.mkdir()

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import dagster as dg
+import pytest
 from deployment_helpers import add_partitions, report
 
 from biodiv_core import naming
@@ -122,3 +123,46 @@ def test_new_data_version_requests_exactly_the_affected_partitions(tmp_path):
         assert requests[0].run_key.startswith(f"data-{everglades[0]}-")
         assert requests[0].run_key.endswith("everglades-training-species-2")
     assert new_data_version_sensor.job_name == retrain_job.name
+
+
+def test_retraining_starts_stopped_locally_and_running_in_production(monkeypatch):
+    """No run of its own on a laptop; BIODIV_AUTOMATION=production (the production instance) turns both on."""
+    from biodiv_core.errors import ConfigError
+    from biodiv_dagster.deployment import automation
+    from biodiv_dagster.deployment.sensor import registration_sensor
+    from biodiv_dagster.habitat_automation import habitat_sensor
+
+    monkeypatch.delenv("BIODIV_AUTOMATION", raising=False)
+    assert weekly_retrain_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert new_data_version_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    # What follows a user's own materialization stays on: registering its model, mapping a deployment.
+    assert registration_sensor.default_status == habitat_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+    monkeypatch.setenv("BIODIV_AUTOMATION", "production")
+    assert automation._schedule_status() == dg.DefaultScheduleStatus.RUNNING
+    assert automation._sensor_status() == dg.DefaultSensorStatus.RUNNING
+    monkeypatch.setenv("BIODIV_AUTOMATION", "sometimes")
+    with pytest.raises(ConfigError, match="BIODIV_AUTOMATION"):
+        automation.retraining_runs_by_default()
+
+
+def test_habitat_maps_follow_new_deployments_once():
+    from biodiv_dagster.habitat_automation import DEPLOYMENT_STORAGE_ID_TAG, habitat_run_requests
+
+    with dg.instance_for_test() as instance:
+        [kept, deployed] = add_partitions(instance, ["everglades"], ["cygnus-buccinator", "lynx-canadensis"])
+        report(instance, "batch_deployment", kept, deployed=False, deployed_version="1", correlation_id="c1")
+        storage_id = report(instance, "batch_deployment", deployed, deployed=True, deployed_version="2")
+        requests, cursor = habitat_run_requests(instance, None)
+        assert [r.partition_key for r in requests] == [deployed]  # a kept version already has its map
+        assert requests[0].tags[DEPLOYMENT_STORAGE_ID_TAG] == str(storage_id)
+        assert cursor == str(storage_id)
+        assert habitat_run_requests(instance, cursor) == ([], cursor)
+
+        # A map made in process (`biodiv run`) is not made again from an older cursor.
+        instance.create_run_for_job(
+            dg.GraphDefinition("stand_in", node_defs=[]).to_job(),
+            tags={DEPLOYMENT_STORAGE_ID_TAG: str(storage_id)},
+            status=dg.DagsterRunStatus.SUCCESS,
+        )
+        assert habitat_run_requests(instance, None)[0] == []

@@ -1,11 +1,13 @@
 """AzureML deployment backend, data assets and environment against the fake workspace (no network)."""
 
 import re
+from pathlib import Path
 
 import pytest
 from azure.ai.ml.entities import BatchEndpoint
 from azure_fakes import FakeMLClient
 
+from biodiv_core import settings
 from biodiv_core.data.generate import generate_datastore
 from biodiv_core.errors import ConfigError, NotFoundError
 from biodiv_core.naming import endpoint_name, model_name
@@ -50,7 +52,7 @@ def test_register_and_deploy_are_idempotent_and_switch_the_default(workspace):
     assert version == "1"
     assert backend.register(first_uri, name, {"roc_auc": 0.81}) == "1"  # a retried run adds nothing
     model = workspace.models.get(name, "1")
-    assert model.type == "mlflow_model" and model.path == first_uri
+    assert model.type == "mlflow_model" and model.path == workspace.long_uri(first_uri)  # as the SDK sends it
     assert "note" not in model.tags and model.tags["roc_auc"] == "0.81"
 
     info = backend.deploy(name, version, endpoint, SITE, SPECIES)
@@ -60,7 +62,7 @@ def test_register_and_deploy_are_idempotent_and_switch_the_default(workspace):
     assert deployed.defaults.deployment_name == "v1"
     deployment = workspace.batch_deployments.get("v1", endpoint)
     assert deployment.compute == "cpu-cluster"
-    assert deployment.mini_batch_size == 10 and deployment.output_file_name == "predictions.csv"
+    assert deployment.mini_batch_size == 1 and deployment.output_file_name == "predictions.csv"
     assert deployment.output_action == "append_row" and deployment.retry_settings.max_retries == 3
     assert backend.deployed_version(name).version == "1"
     assert backend.deployed_version(name).roc_auc == pytest.approx(0.81)
@@ -75,7 +77,9 @@ def test_register_and_deploy_are_idempotent_and_switch_the_default(workspace):
     assert workspace.batch_endpoints.get(endpoint).defaults.deployment_name == "v2"
     assert {d.name for d in workspace.batch_deployments.list(endpoint)} == {"v1", "v2"}  # v1 kept for rollback
     assert backend.deployed_version(name).version == "2"
-    assert backend.model_location(name, "2").endswith("run2/lgbm_gbif_model")
+    location = Path(backend.model_location(name, "2"))  # a local copy: MLflow cannot open azureml:// URIs
+    assert (location / "MLmodel").is_file() and location.name == "lgbm_gbif_model"
+    assert location.is_relative_to(settings.biodiv_home())
     with pytest.raises(NotFoundError, match="version 9 is not registered"):
         backend.model_location(name, "9")
 
@@ -135,9 +139,11 @@ def test_data_assets_upload_and_resolve_to_explicit_versions(workspace, tmp_path
     generate_datastore(root, sites=[SITE], species=[SPECIES], rows=200, seed=3)
     generate_datastore(root, sites=[SITE], species=[SPECIES], rows=200, seed=4, version=2)
     assert cli_main(["azureml", "upload-data", "--root", str(root)]) == 0
-    assert "4 data asset version(s) registered" in capsys.readouterr().out
+    # features, species and covariate rasters, two versions each
+    assert "6 data asset version(s) registered" in capsys.readouterr().out
     assert cli_main(["azureml", "upload-data", "--root", str(root)]) == 0
-    assert "0 data asset version(s) registered, 4 already there" in capsys.readouterr().out
+    assert "0 data asset version(s) registered, 6 already there" in capsys.readouterr().out
+    assert workspace.data.get("yellowstone-covariates", "2").type == "uri_folder"
     asset = "yellowstone-training-features"
     assert resolve_data_version(workspace, asset) == 2
     assert resolve_data_version(workspace, asset, 1) == 1

@@ -129,7 +129,7 @@ def test_batch_deployment_carries_the_error_threshold(tmp_path, recorded, config
     rest = built._to_rest_object(location=LOCATION)
     assert rest.properties.error_threshold == expected
     assert client.batch_deployments.get(f"v{version}", endpoint).error_threshold == expected
-    assert rest.properties.retry_settings.max_retries == 3 and rest.properties.mini_batch_size == 10
+    assert rest.properties.retry_settings.max_retries == 3 and rest.properties.mini_batch_size == 1
 
 
 def test_error_threshold_setting_comes_from_the_environment_and_is_bounded(monkeypatch):

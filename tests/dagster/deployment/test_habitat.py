@@ -69,7 +69,7 @@ def test_missing_columns_are_data_contract_errors_and_leave_no_output(site, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def _deployed_model(tmp_path, data_root, threshold):
+def _deployed_model(tmp_path, data_root, threshold, raster_size=0):
     """Generated site data, a LightGBM model on it saved as an MLflow model, registered in the local registry."""
     import mlflow.lightgbm
 
@@ -78,7 +78,9 @@ def _deployed_model(tmp_path, data_root, threshold):
     from biodiv_dagster.deployment.local import LocalDeploymentBackend
 
     species = "Lynx canadensis"
-    info = generate_datastore(data_root, sites=["yellowstone"], species=[species], rows=800, gold_rows=500, seed=1)
+    info = generate_datastore(
+        data_root, sites=["yellowstone"], species=[species], rows=800, gold_rows=500, seed=1, raster_size=raster_size
+    )
     features = read_table(info["sites"]["yellowstone"]["features"])
     gold = read_table(species_file(data_root, "yellowstone", species))
     labelled = features.merge(gold[["gbifid", "occurrencestatus"]], on="gbifid")
@@ -136,3 +138,73 @@ def test_habitat_suitability_asset_maps_the_deployed_model_over_the_site(tmp_pat
     table = pd.read_parquet(metadata["table"])
     assert len(table) == n_points and table["probability"].between(0, 1).all()
     assert (table["predicted"] == (table["probability"] >= 0.3)).all()
+
+
+def _materialize_habitat(tmp_path, data_root, backend, version):
+    import dagster as dg
+
+    from biodiv_dagster.habitat import habitat_suitability
+    from biodiv_dagster.launcher.local import LocalStepLauncher
+    from biodiv_dagster.partitions import partition_key
+
+    resources = {
+        "deployment_backend": backend,
+        "step_launcher": LocalStepLauncher(data_root=str(data_root), storage_root=str(tmp_path / "storage")),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("site", ["yellowstone"])
+        instance.add_dynamic_partitions("species", ["lynx-canadensis"])
+        key = str(partition_key("yellowstone", "lynx-canadensis"))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "batch_deployment",
+                partition=key,
+                metadata={"model_name": "lgbm-yellowstone-lynx-canadensis", "deployed_version": version},
+            )
+        )
+        result = dg.materialize(
+            [habitat_suitability], instance=instance, partition_key=key, resources=resources, raise_on_error=False
+        )
+        if not result.success:
+            [failure] = [e for e in result.all_events if e.is_step_failure]
+            return None, failure.step_failure_data.user_failure_data.description
+        from biodiv_dagster.training.runner import partition_summary
+
+        [event] = result.asset_materializations_for_node("habitat_suitability")
+        metadata = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+        # `biodiv run --json` reports the surface of the partition's latest map.
+        assert partition_summary(instance, key)["suitability_raster"] == metadata.get("suitability_raster")
+        return metadata, None
+
+
+def test_with_covariate_rasters_the_asset_maps_every_cell_and_tracks_the_true_surface(tmp_path):
+    import rasterio
+
+    from biodiv_core.data.datastore import truth_surface_file
+
+    data_root = tmp_path / "data"
+    backend, version, n_points = _deployed_model(tmp_path, data_root, threshold=0.3, raster_size=40)
+    metadata, _ = _materialize_habitat(tmp_path, data_root, backend, version)
+    assert metadata["rows"] == n_points and metadata["covariates_version"] == 1
+    assert metadata["cells"] == metadata["valid_cells"] == 40 * 40
+    assert metadata["map"] == metadata["suitability_map"] and metadata["suitability_map"].endswith(".png")
+    assert "data:image/png;base64," in metadata["map_image"]
+    with rasterio.open(metadata["suitability_raster"]) as ours:
+        assert ours.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ours.descriptions == ("probability", "presence")
+        probability, presence = ours.read(1), ours.read(2)
+    with rasterio.open(truth_surface_file(data_root, "yellowstone", "Lynx canadensis")) as truth:
+        pearson = np.corrcoef(probability.ravel(), truth.read(1).ravel())[0, 1]
+    assert pearson >= 0.8, pearson
+    assert (presence == (probability >= 0.3)).all()
+    assert metadata["surface_share_present"] == pytest.approx(presence.mean())
+
+
+def test_a_broken_raster_folder_fails_the_asset_with_the_files_named(tmp_path):
+    from biodiv_core.data.datastore import covariates_dir
+
+    data_root = tmp_path / "data"
+    backend, version, _ = _deployed_model(tmp_path, data_root, threshold=0.3, raster_size=12)
+    (covariates_dir(data_root, "yellowstone") / "slope.tif").unlink()
+    metadata, failure = _materialize_habitat(tmp_path, data_root, backend, version)
+    assert metadata is None
+    assert "lack ['slope']" in failure and "yellowstone-covariates/1" in failure and "\n" not in failure

@@ -10,17 +10,15 @@ import sys
 import mlflow
 import numpy as np
 import pandas as pd
-from deployment_helpers import FEATURES, sample_features, save_model
+from deployment_helpers import FEATURES, sample_features, save_model, trained_in_a_run
 from mlflow import MlflowClient
 
-from biodiv_core import naming, settings, tracking
-from biodiv_core.serving import mlflow_model
+from biodiv_core import naming, settings
 from biodiv_core.serving.batch_scoring import score_file
-from biodiv_core.training.model import fit_model, predict_proba
+from biodiv_core.training.model import predict_proba
 from biodiv_dagster.deployment.local import LocalDeploymentBackend
 
 SITE, SPECIES = "yellowstone", "Cygnus buccinator"
-PARAMS = {"objective": "binary", "num_leaves": 7, "num_boost_round": 20, "min_data_in_leaf": 10}
 
 
 def _client():
@@ -28,20 +26,9 @@ def _client():
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _trained_in_a_run(storage):
-    """What train_to_deploy does: the model folder in the step's storage, logged to the step's MLflow run."""
-    features = sample_features(seed=0)
-    target = ((features["elevation"] > 1000) | (features["landcover"] == "forest")).astype(int)
-    booster = fit_model(features[FEATURES], target, PARAMS, num_threads=1)
-    with tracking.tracked_run("train_to_deploy", site=SITE, species=SPECIES) as run:
-        folder = mlflow_model.save_model(booster, storage, sample=features, threshold=0.4)
-        tracking.log_artifacts(folder, artifact_path=mlflow_model.MODEL_DIR_NAME)
-    return folder, run.info.run_id, booster
-
-
 def test_version_names_its_run_and_survives_a_cleaned_storage_folder(tmp_path):
     storage = tmp_path / "storage" / "deployable_model"
-    folder, run_id, booster = _trained_in_a_run(storage)
+    folder, run_id, booster = trained_in_a_run(storage, SITE, SPECIES)
     backend = LocalDeploymentBackend()
     name = naming.model_name(SITE, SPECIES)
     version = backend.register(str(folder), name, {"roc_auc": 0.8, "mlflow_run_id": run_id})

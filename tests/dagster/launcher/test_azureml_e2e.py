@@ -30,9 +30,9 @@ TINY = dict(max_evals=2, n_folds=3, seed=11, num_threads=1)
 # Metadata keys promised by docs/contracts.md ("Metadata keys reported by steps").
 CONTRACT_KEYS = {
     "prepared_data": {"path", "correlation_id", "rows", "n_present", "n_absent", "n_features", "features", "species"},
-    "best_parameters": {"path", "correlation_id", "best_parameters", "best_cv_auc", "trials", "mlflow_run_id"},
+    "best_parameters": {"path", "correlation_id", "best_parameters", "best_cv_auc", "report", "mlflow_run_id"},
     "train_test_split": {"path", "correlation_id", "train_rows", "test_rows"},
-    "scores": {"path", "correlation_id", "roc_auc", "accuracy", "confusion_matrix", "mlflow_run_id"},
+    "scores": {"path", "correlation_id", "roc_auc", "accuracy", "threshold", "report", "mlflow_run_id"},
     "deployable_model": {"path", "correlation_id", "model_uri", "model_path", "mlflow_run_id", "mlflow_run_uri"},
 }
 
@@ -82,7 +82,8 @@ def test_one_partition_trains_registers_and_deploys_on_azureml(fake_workspace, t
     model = cloud["deployable_model"]
     assert model["model_uri"] == model["model_path"] == model["path"].rstrip("/") + "/lgbm_gbif_model"
     assert (fake_workspace.datastore_path(model["model_uri"]) / "MLmodel").is_file()
-    assert cloud["scores"]["confusion_matrix"].startswith(cloud["scores"]["path"].rstrip("/") + "/")
+    assert "data:image/png;base64," in cloud["scores"]["report"]  # the plots travel inlined, not as job paths
+    assert "mlflow_run" not in cloud["scores"]  # the run lives in the workspace: the studio link is the way there
     assert len(fake_workspace.jobs.created) == 4
     steps = {fake_workspace.jobs.get(name).tags["step"] for name in fake_workspace.jobs.created}
     assert steps == {"prep", "train", "score", "train_to_deploy"}
@@ -109,7 +110,10 @@ def test_one_partition_trains_registers_and_deploys_on_azureml(fake_workspace, t
     endpoint = naming.endpoint_name(SITE, SPECIES, AzureMLSettings.from_env().endpoint_namespace_key())
     version = meta["registered_model"]["registered_version"]
     registered = fake_workspace.models.get(name, version)
-    assert registered.type == "mlflow_model" and registered.path == model["model_uri"]
+    # Registered from the job's run (its logged copy of the folder), so the version names the run.
+    assert registered.type == "mlflow_model" and registered.job_name == model["mlflow_run_id"]
+    assert registered.path.endswith(f"ExperimentRun/dcid.{model['mlflow_run_id']}/lgbm_gbif_model")
+    assert registered.tags["source_uri"] == model["model_uri"]
     assert meta["batch_deployment"]["deployed"] is True
     assert meta["batch_deployment"]["endpoint_name"] == endpoint
     assert fake_workspace.batch_endpoints.get(endpoint).defaults.deployment_name == f"v{version}"

@@ -86,9 +86,10 @@ def test_one_partition_end_to_end_reading_inputs_from_metadata(data, tmp_path):
     assert split["train_rows"] + split["test_rows"] == prepared["rows"]
     assert best["max_evals"] == 2 and best["n_folds"] == 3 and best["num_threads"] == 1
     assert isinstance(best["best_parameters"], dict) and 0.5 < best["best_cv_auc"] <= 1
-    assert 0.5 < scores["roc_auc"] <= 1 and Path(scores["confusion_matrix"]).is_file()
+    assert 0.5 < scores["roc_auc"] <= 1 and Path(scores["path"], "confusion_matrix.png").is_file()
     assert Path(model["model_path"], "MLmodel").is_file()
     assert model["model_uri"] == Path(model["model_path"]).as_uri()
+    _assert_mlflow_runs_are_linked_named_and_tagged(rest.run_id, best, scores, model)
 
     checks = {e.check_name: e.passed for e in rest.get_asset_check_evaluations()}
     assert checks == {"roc_auc_above_floor": True}
@@ -156,3 +157,29 @@ def test_a_run_can_pin_the_data_versions_it_trains_on(data, monkeypatch):
     monkeypatch.setenv("BIODIV_SPECIES_VERSION", "3")  # the environment pins too, and a missing version is clear
     with pytest.raises(dg.Failure, match="Version 3"):
         _materialize(instance, ["prepared_data"])
+
+
+def _assert_mlflow_runs_are_linked_named_and_tagged(dagster_run_id, *step_metadata):
+    """Each step's metadata links its MLflow run in the MLflow UI; the run says whose step it is."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri())
+    for metadata in step_metadata:
+        run_id = metadata["mlflow_run_id"]
+        experiment = metadata["mlflow_experiment_id"]
+        assert metadata["mlflow_run"] == (
+            f"{settings.mlflow_ui_url()}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+        )
+        assert "mlflow_tracking_uri" not in metadata
+        run = client.get_run(run_id)
+        step = run.data.tags["step"]
+        assert run.info.run_name == f"{step} everglades/Cygnus buccinator"
+        assert {
+            "site": "everglades",
+            "species": "Cygnus buccinator",
+            "partition": PARTITION,
+            "correlation_id": "corr-e2e",
+            "dagster_run_id": dagster_run_id,
+        }.items() <= run.data.tags.items()
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow UI: classic ML view

@@ -46,9 +46,18 @@ def test_run_json_trains_registers_and_deploys(data):
 
     instance = dg.DagsterInstance.get()
     runs = instance.get_runs()
-    assert {run.job_name for run in runs} == {"train_models", "register_and_deploy_job"}
+    # The deployed model's habitat map followed the deployment.
+    assert sorted(run.job_name for run in runs) == ["habitat_job", "register_and_deploy_job", "train_models"]
     assert all(run.tags.get("correlation_id") == result["correlation_id"] for run in runs)
     assert all(run.is_success for run in runs)
+    [habitat] = instance.fetch_materializations(dg.AssetKey("habitat_suitability"), limit=1).records
+    habitat_meta = habitat.asset_materialization.metadata
+    assert habitat.partition_key == "everglades|cygnus-buccinator"
+    assert habitat_meta["model_version"].value == result["registered_version"]
+    # The registered and deployed model link their version in the MLflow UI.
+    [deployment] = instance.fetch_materializations(dg.AssetKey("batch_deployment"), limit=1).records
+    version_url = f"{settings.mlflow_ui_url()}/#/models/{result['model_name']}/versions/1?workflowType=machine_learning"
+    assert deployment.asset_materialization.metadata["mlflow_model_version"].value == version_url
 
     # The registered version names its train-to-deploy run and is sourced from it: cleaning the storage folder
     # leaves it loadable (biodiv batch-score reads it from the run's artifacts).
