@@ -92,7 +92,10 @@ class KeptColumns:
                 if not pa.types.is_floating(values.type):
                     raise PieceMismatch(name)
                 values = values.to_numpy(zero_copy_only=False)  # nulls -> NaN, as to_pandas gives them
-            self._arrays[name][offset : offset + len(values)] = values  # float64 -> float32 on the way
+            # float64 -> float32 on the way; a value past float32 becomes inf, which prep rejects naming the column
+            # (feature_checks.check_finite), so numpy's overflow warning would only add a line to the terminal.
+            with np.errstate(over="ignore"):
+                self._arrays[name][offset : offset + len(values)] = values
             with self._lock:
                 self._filled[name] += len(values)
             return
