@@ -144,6 +144,26 @@ def machine_busy_cpu() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def state_env(home: Path, data_root: Path) -> dict:
+    """This environment pointed at a fresh local state in ``home`` (created): BIODIV_HOME, Dagster instance,
+    MLflow store, the data store ``data_root``, and its own TMPDIR, so its warm servers are its own too; no
+    thread or tuning overrides inherited from the caller's shell."""
+    (home / "dagster").mkdir(parents=True)
+    (home / "tmp").mkdir()
+    env = {
+        **os.environ,
+        "BIODIV_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "BIODIV_DATA_ROOT": str(data_root),
+        "BIODIV_STEP_LOG_LEVEL": "WARNING",
+        "TMPDIR": str(home / "tmp"),
+    }
+    for key in ("BIODIV_NUM_THREADS", "OMP_NUM_THREADS", "BIODIV_MAX_EVALS", "BIODIV_N_FOLDS"):
+        env.pop(key, None)
+    return env
+
+
 def warm_servers(tmpdir: str | os.PathLike, stop: bool = False) -> float:
     """CPU seconds the warm step servers under ``tmpdir`` used so far (each itself plus the step processes it
     forked and reaped): they are daemons, in no benchmark's process tree. ``stop``: terminate them too."""

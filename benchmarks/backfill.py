@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from _util import REPO, emit, machine, machine_busy_cpu, rounded, run_measured
+from _util import REPO, emit, machine, machine_busy_cpu, rounded, run_measured, state_env
 
 SITES = ("yellowstone", "everglades")
 SPECIES = (
@@ -86,18 +86,7 @@ def prepare(base: Path, rows: int, n: int) -> tuple[Path, list[tuple[str, str]]]
 
 
 def phase_env(base: Path, name: str, data_root: Path, shim: bool) -> dict:
-    home = base / name / "home"
-    (home / "dagster").mkdir(parents=True)
-    env = {
-        **os.environ,
-        "BIODIV_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-        "BIODIV_DATA_ROOT": str(data_root),
-        "BIODIV_STEP_LOG_LEVEL": "WARNING",
-    }
-    env.pop("BIODIV_NUM_THREADS", None)
-    env.pop("OMP_NUM_THREADS", None)
+    env = state_env(base / name / "home", data_root)
     if shim:
         folder = base / name / "shim"
         folder.mkdir()

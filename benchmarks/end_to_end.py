@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _util import REPO, emit, machine, rounded, run_with_rusage, warm_servers
+from _util import REPO, emit, machine, rounded, run_with_rusage, state_env, warm_servers
 
 BIN = Path(sys.executable).parent
 SITES = ("yellowstone", "everglades")
@@ -91,24 +91,10 @@ def features_file(root: Path, site: str) -> Path:
 
 
 def fresh_env(base: Path, name: str, data_root: Path) -> dict:
-    """A fresh local state (and warm step server: its own TMPDIR) for one side of one pair."""
-    home = base / name
-    if home.exists():
-        shutil.rmtree(home)
-    (home / "dagster").mkdir(parents=True)
-    (home / "tmp").mkdir()
-    env = {
-        **os.environ,
-        "BIODIV_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-        "BIODIV_DATA_ROOT": str(data_root),
-        "BIODIV_STEP_LOG_LEVEL": "WARNING",
-        "TMPDIR": str(home / "tmp"),
-    }
-    for key in ("BIODIV_NUM_THREADS", "OMP_NUM_THREADS", "BIODIV_MAX_EVALS", "BIODIV_N_FOLDS"):
-        env.pop(key, None)
-    return env
+    """A fresh local state (and warm servers: its own TMPDIR) for one side of one pair."""
+    if (base / name).exists():
+        shutil.rmtree(base / name)
+    return state_env(base / name, data_root)
 
 
 # --------------------------------------------------------------------------- the two sides
