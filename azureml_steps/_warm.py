@@ -327,7 +327,7 @@ def server_alive(path: str) -> bool:
         with open(pid_file(path)) as handle:
             pid = int(handle.read())
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"azureml_steps._warm" in handle.read()
+            return path.encode() in handle.read().split(b"\0")  # that server, not a process that got its pid
     except (OSError, ValueError):
         return False
 
