@@ -26,6 +26,7 @@ every start-up cost, as a user's first backfill does.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -100,21 +101,27 @@ def fresh_env(base: Path, name: str, data_root: Path) -> dict:
 # --------------------------------------------------------------------------- the two sides
 
 
-def script_loop(parts: list[Partition], data_root: Path, base: Path, max_evals: int, folds: int) -> dict:
-    wall = cpu = 0.0
-    aucs = []
-    for part in parts:
-        out = Path(tempfile.mkdtemp(dir=base, prefix="script-"))
-        inputs = [str(features_file(data_root, part.site)), str(gold_file(data_root, part))]
-        command = [sys.executable, str(SCRIPT), *inputs]
-        result = run_with_rusage([*command, str(out), "--max-evals", str(max_evals), "--folds", str(folds)])
-        if result["returncode"] != 0:
-            raise SystemExit(f"script failed on {part}: {result['stderr'][-2000:]}")
-        wall += result["wall"]
-        cpu += result["cpu"]
-        aucs.append(float(__import__("json").loads(result["stdout"].strip().splitlines()[-1])["roc_auc"]))
+def run_script(part: Partition, data_root: Path, base: Path, max_evals: int, folds: int) -> dict:
+    """The straightforward script on one partition in a fresh process: wall, CPU and its test ROC-AUC."""
+    out = Path(tempfile.mkdtemp(dir=base, prefix="script-"))
+    inputs = [str(features_file(data_root, part.site)), str(gold_file(data_root, part))]
+    command = [sys.executable, str(SCRIPT), *inputs, str(out), "--max-evals", str(max_evals), "--folds", str(folds)]
+    try:
+        result = run_with_rusage(command)
+    finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"wall": wall, "cpu": cpu, "auc_median": statistics.median(aucs)}
+    if result["returncode"] != 0:
+        raise SystemExit(f"script failed on {part}: {result['stderr'][-2000:]}")
+    return {**result, "roc_auc": float(json.loads(result["stdout"].strip().splitlines()[-1])["roc_auc"])}
+
+
+def script_loop(parts: list[Partition], data_root: Path, base: Path, max_evals: int, folds: int) -> dict:
+    results = [run_script(part, data_root, base, max_evals, folds) for part in parts]
+    return {
+        "wall": sum(r["wall"] for r in results),
+        "cpu": sum(r["cpu"] for r in results),
+        "auc_median": statistics.median(r["roc_auc"] for r in results),
+    }
 
 
 def _instance_with_partitions(env: dict, parts: list[Partition]) -> None:
@@ -193,8 +200,6 @@ def biodiv_main(parts: list[Partition], env: dict, max_evals: int, folds: int) -
 
 
 def biodiv_run(part: Partition, env: dict, max_evals: int, folds: int) -> dict:
-    import json
-
     command = [str(BIN / "biodiv"), "run", "--site", part.site, "--species", part.species, "--json"]
     result = run_with_rusage([*command, "--max-evals", str(max_evals), "--folds", str(folds)], env=env)
     server_cpu = warm_servers(env["TMPDIR"], stop=True)
@@ -251,8 +256,6 @@ def phase_backfill(base: Path, args, pairs: int, with_main: bool) -> dict:
 
 
 def phase_partition(base: Path, args, pairs: int) -> dict:
-    import json
-
     from biodiv_core.data.generate import generate_datastore
 
     data_root = base / "partition-data"
@@ -264,13 +267,7 @@ def phase_partition(base: Path, args, pairs: int) -> dict:
             if side == "ours":
                 ours.append(biodiv_run(part, fresh_env(base, f"partition-{pair}", data_root), 20, 5))
             else:
-                out = Path(tempfile.mkdtemp(dir=base, prefix="script-"))
-                command = [sys.executable, str(SCRIPT), str(features_file(data_root, part.site))]
-                command += [str(gold_file(data_root, part)), str(out), "--max-evals", "20", "--folds", "5"]
-                result = run_with_rusage(command)
-                if result["returncode"] != 0:
-                    raise SystemExit(f"script failed: {result['stderr'][-2000:]}")
-                script.append({**result, "roc_auc": json.loads(result["stdout"].strip().splitlines()[-1])["roc_auc"]})
+                script.append(run_script(part, data_root, base, 20, 5))
     wall = {"ours": statistics.median(r["wall"] for r in ours), "script": statistics.median(r["wall"] for r in script)}
     return {
         "partition_speedup_vs_script": rounded(wall["script"] / wall["ours"]),

@@ -7,6 +7,21 @@ from azure_fakes import FakeMLClient
 
 from biodiv_dagster import azure_settings
 
+WORKSPACE_ENV = {
+    "AZUREML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+    "AZUREML_RESOURCE_GROUP": "rg-biodiv",
+    "AZUREML_WORKSPACE": "ws-biodiv",
+}
+
+
+def workspace_client(tmp_path, monkeypatch) -> FakeMLClient:
+    """A configured workspace (environment) whose client is a FakeMLClient under ``tmp_path/workspace``."""
+    for key, value in WORKSPACE_ENV.items():
+        monkeypatch.setenv(key, value)
+    client = FakeMLClient(tmp_path / "workspace")
+    monkeypatch.setattr(azure_settings, "make_ml_client", lambda settings: client)
+    return client
+
 
 @pytest.fixture
 def fake_workspace(tmp_path, monkeypatch, azurite):
@@ -14,9 +29,6 @@ def fake_workspace(tmp_path, monkeypatch, azurite):
     import dagster._core.pipes.utils as pipes_utils
 
     env = {
-        "AZUREML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
-        "AZUREML_RESOURCE_GROUP": "rg-biodiv",
-        "AZUREML_WORKSPACE": "ws-biodiv",
         "AZUREML_COMPUTE": "cpu-cluster",
         "BIODIV_PIPES_BLOB_CONNECTION_STRING": azurite,
         "BIODIV_PIPES_CONTAINER": f"pipes-{uuid.uuid4().hex[:12]}",
@@ -30,7 +42,6 @@ def fake_workspace(tmp_path, monkeypatch, azurite):
         monkeypatch.setenv(key, value)
     # Dagster waits 10 s for messages after a job that never wrote any (stuck/canceled jobs); 1 s is enough here.
     monkeypatch.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 0)
-    client = FakeMLClient(tmp_path / "workspace")
-    monkeypatch.setattr(azure_settings, "make_ml_client", lambda settings: client)
+    client = workspace_client(tmp_path, monkeypatch)
     yield client
     client.jobs.wait_all(timeout=30)

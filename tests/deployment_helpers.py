@@ -4,7 +4,11 @@ The deployment tests never run the training assets: they report the metadata tho
 (docs/contracts.md) with `report_runless_asset_event`, which is all the deployment side reads.
 """
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -101,3 +105,18 @@ def trained_in_a_run(storage: Path, site: str, species: str, threshold: float = 
         folder = mlflow_model.save_model(booster, storage, sample=features, threshold=threshold)
         tracking.log_artifacts(folder, artifact_path=mlflow_model.MODEL_DIR_NAME)
     return folder, run.info.run_id, booster
+
+
+def mlflow_models_predict(model_uri: str, source: Path, workdir: Path) -> pd.DataFrame:
+    """`mlflow models predict -m model_uri -i source -t csv --env-manager local` in a fresh process: its rows."""
+    out = workdir / "predictions.out"
+    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    done = subprocess.run(
+        [mlflow_cli, "models", "predict", "-m", model_uri, "-i", str(source), "-t", "csv", "-o", str(out),
+         "--env-manager", "local"],
+        capture_output=True, text=True, timeout=300, cwd=workdir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    rows = json.loads(text)["predictions"] if text.lstrip().startswith("{") else pd.read_csv(out).to_dict("records")
+    return pd.DataFrame(rows)

@@ -12,6 +12,7 @@ import mlflow.lightgbm
 import numpy as np
 import pandas as pd
 import pytest
+from deployment_helpers import mlflow_models_predict
 from mlflow.models import Model
 
 from biodiv_core.errors import DataContractError
@@ -170,19 +171,9 @@ def test_scoring_recodes_integral_levels_and_checks_the_threshold():
 
 def test_mlflow_models_predict_cli_on_the_csv(deployed, raw, tmp_path):
     """`mlflow models predict --env-manager local` in a fresh process: the copy of biodiv_core in the folder."""
-    out = tmp_path / "predictions.csv"
     source = tmp_path / "raw.csv"
     raw.head(200).to_csv(source, index=False)
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    done = subprocess.run(
-        [mlflow_cli, "models", "predict", "-m", deployed["model"], "-i", str(source), "-t", "csv", "-o", str(out),
-         "--env-manager", "local"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    text = out.read_text()
-    rows = json.loads(text)["predictions"] if text.lstrip().startswith("{") else pd.read_csv(out).to_dict("records")
-    result = pd.DataFrame(rows)
+    result = mlflow_models_predict(deployed["model"], source, tmp_path)
     assert list(result.columns) == ["gbifid", "probability", "presence"]
     assert result["gbifid"].tolist() == raw["gbifID"].head(200).tolist()
     np.testing.assert_allclose(result["probability"], expected_probability(deployed, raw.head(200)), rtol=1e-6)

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from azure.ai.ml.entities import BatchEndpoint
 from azure_fakes import FakeMLClient
+from azureml_helpers import workspace_client
 
 from biodiv_core import settings
 from biodiv_core.data.generate import generate_datastore
 from biodiv_core.errors import ConfigError, NotFoundError
 from biodiv_core.naming import endpoint_name, model_name
-from biodiv_dagster import azure_settings
 from biodiv_dagster.azure_data import resolve_data_version, upload_data
 from biodiv_dagster.azure_env import CONDA_FILE, environment_version, register_environment
 from biodiv_dagster.azure_settings import AzureMLSettings
@@ -23,15 +23,7 @@ SITE, SPECIES = "Yellowstone", "Cygnus buccinator"
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    for key, value in {
-        "AZUREML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
-        "AZUREML_RESOURCE_GROUP": "rg-biodiv",
-        "AZUREML_WORKSPACE": "ws-biodiv",
-    }.items():
-        monkeypatch.setenv(key, value)
-    client = FakeMLClient(tmp_path / "workspace")
-    monkeypatch.setattr(azure_settings, "make_ml_client", lambda settings: client)
-    return client
+    return workspace_client(tmp_path, monkeypatch)
 
 
 def _model_folder(client: FakeMLClient, run_id: str) -> str:

@@ -11,12 +11,12 @@ import pytest
 import yaml
 from azure.ai.ml.entities import ModelBatchDeployment
 from azure_fakes import LOCATION, FakeMLClient
+from azureml_helpers import workspace_client
 from batch_driver import read_predictions, run_driver
 from deployment_helpers import FEATURES, sample_features, trained_in_a_run
 
 from biodiv_core import naming, settings, tracking
 from biodiv_core.training.model import predict_proba
-from biodiv_dagster import azure_settings
 from biodiv_dagster.azure_settings import AzureMLSettings
 from biodiv_dagster.cli import main as cli_main
 from biodiv_dagster.deployment.azureml import SCORING_SCRIPT, SOURCE_TAG, AzureMLBackend, build_deployment
@@ -28,15 +28,7 @@ THRESHOLD = 0.4
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    for key, value in {
-        "AZUREML_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
-        "AZUREML_RESOURCE_GROUP": "rg-biodiv",
-        "AZUREML_WORKSPACE": "ws-biodiv",
-    }.items():
-        monkeypatch.setenv(key, value)
-    client = FakeMLClient(tmp_path / "workspace")
-    monkeypatch.setattr(azure_settings, "make_ml_client", lambda settings: client)
-    return client
+    return workspace_client(tmp_path, monkeypatch)
 
 
 def _trained_on_the_workspace(client: FakeMLClient, tmp_path):

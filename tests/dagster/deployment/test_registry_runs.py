@@ -1,16 +1,12 @@
 """Registry versions linked to their train-to-deploy runs: run_id set, source ``runs:/<id>/lgbm_gbif_model``,
 and every version still loads (pyfunc, `mlflow models predict`, batch scoring) after the storage folder is gone."""
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 
 import mlflow
 import numpy as np
 import pandas as pd
-from deployment_helpers import FEATURES, sample_features, save_model, trained_in_a_run
+from deployment_helpers import FEATURES, mlflow_models_predict, sample_features, save_model, trained_in_a_run
 from mlflow import MlflowClient
 
 from biodiv_core import naming, settings
@@ -54,17 +50,7 @@ def test_version_names_its_run_and_survives_a_cleaned_storage_folder(tmp_path):
         assert predicted["gbifid"].tolist() == raw["gbifid"].tolist()
         np.testing.assert_allclose(predicted["probability"], expected, rtol=1e-9)
 
-    out = tmp_path / "cli.json"
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    done = subprocess.run(
-        [mlflow_cli, "models", "predict", "-m", f"models:/{name}@deployed", "-i", str(source), "-t", "csv",
-         "-o", str(out), "--env-manager", "local"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    text = out.read_text()
-    rows = json.loads(text)["predictions"] if text.lstrip().startswith("{") else pd.read_csv(out).to_dict("records")
-    result = pd.DataFrame(rows)
+    result = mlflow_models_predict(f"models:/{name}@deployed", source, tmp_path)
     assert result["gbifid"].tolist() == raw["gbifid"].tolist()
     np.testing.assert_allclose(result["probability"], expected, rtol=1e-6)
 
