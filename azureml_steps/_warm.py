@@ -62,13 +62,11 @@ RUN_PRELOAD = (
     "dagster._core.storage.runs.sqlite.sqlite_run_storage",
     "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
     "dagster_mlflow",
-    # The registration run's MLflow client and stores; pandas/pyarrow for the asset checks' metadata.
-    "mlflow",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
-    "pandas",
-    "pyarrow.parquet",
-    "yaml",
+    # The assets that run in the run worker itself: registration (MLflow's stores) and the habitat map, which
+    # loads the model and scores every point and cell (LightGBM, scikit-learn, matplotlib, rasterio): without
+    # these a map run imported for 7 s of CPU (cProfile of a forked run worker).
+    *STEP_PRELOAD,
+    "rasterio",
 )
 PRELOADS = {"step": STEP_PRELOAD, "run": RUN_PRELOAD}
 # Caches filled once by the server so that no step fills its own: saving a model checks its pip requirements
@@ -76,6 +74,7 @@ PRELOADS = {"step": STEP_PRELOAD, "run": RUN_PRELOAD}
 # per train_to_deploy step; the map depends only on the environment the server shares with its steps).
 WARM_UPS = ("mlflow.utils.requirements_utils:_init_modules_to_packages_map",)
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PROFILE_ENV = "BIODIV_WARM_PROFILE"  # a folder: each forked process writes its CPU profile there
 
 
 def _interpreter_env(env: dict) -> dict:
@@ -235,6 +234,20 @@ def _supervise(conn: socket.socket) -> int:
             os.kill(pid, int(message["signal"]))
 
 
+def _cpu_profile(folder: str | None):
+    """A started CPU-time cProfile when ``BIODIV_WARM_PROFILE`` names a folder: where a forked process spends
+    CPU, imports excluded (they happened in the server). A diagnostic for throughput work, off by default."""
+    if not folder:
+        return None
+    import cProfile
+    import time
+
+    os.makedirs(folder, exist_ok=True)
+    profile = cProfile.Profile(time.process_time)
+    profile.enable()
+    return profile
+
+
 def _become_step(request: dict, fds: list[int]) -> None:
     code = 1
     try:
@@ -254,11 +267,16 @@ def _become_step(request: dict, fds: list[int]) -> None:
         )
         sys.argv = [request["module"], *request["args"]]
         sys.path[0] = request["cwd"]
+        profile = _cpu_profile(request["env"].get(PROFILE_ENV))
         try:
             runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(os.path.join(request["env"][PROFILE_ENV], f"{request['module']}-{os.getpid()}.prof"))
     except BaseException:
         import traceback
 

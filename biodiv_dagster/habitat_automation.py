@@ -9,6 +9,7 @@ deployment again. Only with the local step launcher: habitat_suitability reads t
 
 import dagster as dg
 
+from biodiv_dagster.deployment.assets import PRIORITY_TAG
 from biodiv_dagster.deployment.upstream import metadata_values
 from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.launcher.local import LocalStepLauncher
@@ -18,6 +19,9 @@ HABITAT_JOB = "habitat_job"
 WATCHED_ASSET = dg.AssetKey("batch_deployment")
 DEPLOYMENT_STORAGE_ID_TAG = "biodiv/batch_deployment_storage_id"
 BATCH_LIMIT = 100
+# Maps queue behind training and registration runs (priority 0 and 1): in a backfill every model is deployed
+# first and the maps follow, instead of each map holding a run slot a model is waiting for.
+MAP_PRIORITY = "-1"
 
 habitat_job = dg.define_asset_job(
     HABITAT_JOB,
@@ -57,6 +61,7 @@ def habitat_run_requests(
                 tags={
                     "correlation_id": str(metadata.get("correlation_id") or record.run_id),
                     DEPLOYMENT_STORAGE_ID_TAG: str(record.storage_id),
+                    PRIORITY_TAG: MAP_PRIORITY,
                 },
             )
         )

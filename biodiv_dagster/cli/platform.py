@@ -153,10 +153,11 @@ def open_instance():
 
 def cmd_run(args: argparse.Namespace) -> int:
     from biodiv_dagster.training.preflight import preflight
-    from biodiv_dagster.training.runner import check_inputs, run_partition
+    from biodiv_dagster.training.runner import check_inputs, import_in_background, run_partition
 
     _use_data_root(args.data_root)
     check_inputs(args.site, args.species)  # names and data first: the cheapest checks, and the likeliest mistakes
+    import_in_background()  # from here on the process mostly waits (preflight, the steps)
     quiet = _step_output(args.verbose)
     preflight()
     # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.

@@ -28,6 +28,16 @@ from biodiv_dagster.retry import STEP_RETRY_POLICY
 
 GROUP = "biodiv"
 SERIAL_TAG = "biodiv/registration"
+# Registration runs go ahead of queued training runs: in a backfill each model is deployed while the others
+# train, instead of every registration queueing behind the last training run.
+PRIORITY_TAG = "dagster/priority"
+REGISTRATION_PRIORITY = "1"
+
+
+def serial_tags(partition: str) -> dict[str, str]:
+    """Tags of a daemon run that registers/deploys ``partition``: one such run per partition at a time (the limit
+    per unique value in config/dagster.yaml), ahead of training runs. Other partitions' run alongside."""
+    return {SERIAL_TAG: str(partition), PRIORITY_TAG: REGISTRATION_PRIORITY}
 
 
 class QualityGate(dg.ConfigurableResource):
@@ -224,7 +234,7 @@ register_and_deploy_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(registered_model, batch_deployment),
     partitions_def=site_species_partitions,
     description="Register a partition's newest deployable model and deploy it if it passes the quality gate.",
-    # One registration run at a time (tag_concurrency_limits in config/dagster.yaml): two runs of one partition
-    # deploying at once would each gate against the same old version and the slower would win.
-    run_tags={SERIAL_TAG: "serial"},
+    # The sensor's requests set serial_tags(partition): one registration run per partition at a time
+    # (tag_concurrency_limits in config/dagster.yaml), so a run does not sit in the deployment lock holding a slot.
+    run_tags={PRIORITY_TAG: REGISTRATION_PRIORITY},
 )

@@ -7,7 +7,7 @@ re-evaluation from an old cursor request nothing twice.
 
 import dagster as dg
 
-from biodiv_dagster.deployment.assets import register_and_deploy_job
+from biodiv_dagster.deployment.assets import register_and_deploy_job, serial_tags
 from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, metadata_values
 
 WATCHED_ASSET = dg.AssetKey("deployable_model")
@@ -43,6 +43,7 @@ def registration_request(record: dg.EventLogRecord, run: dg.DagsterRun | None) -
         tags={
             "correlation_id": str(correlation_id or record.run_id or run_key(partition, record.storage_id)),
             STORAGE_ID_TAG: str(record.storage_id),
+            **serial_tags(partition),
         },
     )
 

@@ -1,9 +1,10 @@
 """One process at a time per partition where order matters: claiming a model's registration, and deploying.
 
-Daemon runs of `register_and_deploy_job` queue one at a time (tag `biodiv/registration` in config/dagster.yaml),
-but `biodiv run` and `biodiv main` execute that job in their own process, past the run queue. These file locks
-under BIODIV_HOME hold on every path that shares the machine: two `biodiv run`s of one partition, the UI's
-daemon and a CLI run. (A Postgres instance with run workers on several machines relies on the run queue.)
+Daemon runs of `register_and_deploy_job` queue one at a time per partition (tag `biodiv/registration` in
+config/dagster.yaml), but `biodiv run` and `biodiv main` execute that job in their own process, past the run
+queue. These file locks under BIODIV_HOME hold on every path that shares the machine: two `biodiv run`s of one
+partition, the UI's daemon and a CLI run. (A Postgres instance with run workers on several machines relies on
+the run queue.)
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ database, a read-only or full BIODIV_HOME. Each is one ConfigError here, naming 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -42,16 +43,42 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+SQLITE_PREFIX = "sqlite:///"
+
+
+def _check_sqlite_store(path: Path) -> None:
+    """A SQLite store read with the standard library: importing MLflow costs `biodiv run` 2-3 s before its first
+    step, and the runs import it in the background anyway. A missing file is created by the first step (its
+    folder must be writable); an existing one must be a whole database (`quick_check` reads every page)."""
+    import sqlite3
+
+    if not path.exists():
+        check_writable(path.parent)
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            (result,) = connection.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as exc:
+        result = _first_line(exc)
+    if result != "ok":
+        raise sqlite3.DatabaseError(result)
+
+
 def check_mlflow_store() -> None:
     """The tracking store and the model registry answer (and a SQLite store is a readable database)."""
-    from mlflow import MlflowClient
-
-    from biodiv_core.tracking import ensure_experiment
-
     uri = settings.mlflow_tracking_uri()
     try:
+        if uri.startswith(SQLITE_PREFIX) and len(uri) > len(SQLITE_PREFIX):
+            _check_sqlite_store(Path(uri.removeprefix(SQLITE_PREFIX)))
+            return
+        from mlflow import MlflowClient
+
+        from biodiv_core.tracking import ensure_experiment
+
         ensure_experiment()
         MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
+    except ConfigError:
+        raise
     except Exception as exc:  # any store failure: unsupported scheme, corrupt file, server down
         raise ConfigError(
             f"The MLflow store {uri} cannot be used ({_first_line(exc)}): set MLFLOW_TRACKING_URI to a reachable "

@@ -156,6 +156,7 @@ def test_habitat_maps_follow_new_deployments_once():
         requests, cursor = habitat_run_requests(instance, None)
         assert [r.partition_key for r in requests] == [deployed]  # a kept version already has its map
         assert requests[0].tags[DEPLOYMENT_STORAGE_ID_TAG] == str(storage_id)
+        assert int(requests[0].tags["dagster/priority"]) < 0  # behind training runs: models deploy first
         assert cursor == str(storage_id)
         assert habitat_run_requests(instance, cursor) == ([], cursor)
 

@@ -40,7 +40,9 @@ def _execute(instance, request):
     job = defs.resolve_job_def(registration_sensor.job_name)
     result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
     assert result.success
-    assert result.dagster_run.tags[SERIAL_TAG] == "serial"  # queued one at a time (config/dagster.yaml)
+    # Queued one at a time per partition (config/dagster.yaml), ahead of training runs.
+    assert result.dagster_run.tags[SERIAL_TAG] == request.partition_key
+    assert result.dagster_run.tags["dagster/priority"] == "1"
 
 
 def test_partitions_materialized_between_ticks_are_all_registered_once(model_dir, tmp_path):

@@ -74,7 +74,12 @@ def test_dagster_home_gets_the_project_instance_config(isolated_state):
     assert home == isolated_state / "dagster"
     instance = get_instance()
     assert instance.root_directory == str(home)
-    assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
+    queue = instance.run_coordinator.get_run_queue_config()
+    assert queue.max_concurrent_runs == 2
+    # Registration runs: one at a time per partition (the sensor tags each with its partition), not one overall.
+    assert {"key": "biodiv/registration", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in (
+        queue.tag_concurrency_limits
+    )
     config = (home / "dagster.yaml").read_text()
     assert "enabled: false" in config  # telemetry
     # An edited dagster.yaml is never overwritten.
