@@ -71,6 +71,18 @@ def test_a_warm_step_gets_argv_env_cwd_stdio_and_its_exit_code(server, tmp_path)
     assert int(parent) != client.pid  # forked by the server's supervisor, not started by the client
 
 
+def test_a_profile_folder_gets_the_cpu_profile_of_each_forked_step(server, tmp_path):
+    import pstats
+
+    socket_path, env, _ = server
+    profiles = tmp_path / "profiles"
+    client = _client(socket_path, {**env, "BIODIV_WARM_PROFILE": str(profiles)}, str(tmp_path), "5")
+    client.communicate(timeout=60)
+    assert client.returncode == 5  # the step's exit code is kept
+    [profile] = profiles.glob("toy_step-*.prof")
+    assert any(name == "<module>" and "toy_step" in path for path, _, name in pstats.Stats(str(profile)).stats)
+
+
 def test_project_code_is_imported_fresh_by_every_step(server, tmp_path):
     socket_path, env, modules = server
     (modules / "toy_step.py").write_text("VERSION = 2\n" + STEP)
