@@ -2,15 +2,18 @@
 
 Most GBIF occurrences are presences only. For a species whose gold data holds PRESENT rows only, prep adds
 background points labelled 0, the way SDM tools do (elapid's background sampling, biomod2's
-pseudo-absences): a seeded random sample of the site's environment, from the covariate raster cells when
-the site has rasters (every valid cell is equally likely), else from the site's feature rows that are not
-presences. The model then ranks presences against the site's environment, so its AUC says how well it
-tells presences from background, not from absences (``AUC_CAVEAT``).
+pseudo-absences): a seeded random sample of the site's environment, from the covariate raster cells (every
+valid cell equally likely) or from the site's feature rows that are not presences (the run setting
+``background_from``; "auto": raster cells when the site has rasters). Feature rows were collected by the same
+observers as the presences, so they share their sampling bias and cancel it ("target-group background");
+raster cells do not (docs/model-quality.md has the measurement). The model then ranks presences against the
+site's environment, so its AUC says how well it tells presences from background, not from absences
+(``AUC_CAVEAT``).
 
 Background rows join the data as extra feature rows with ABSENT gold rows, so every rule of the prep
 contract applies to them as to real rows. Raster cells get ids no GBIF record has: ``-(flat cell index + 1)``.
 Each point is drawn once (sampling without replacement), never a presence row, and the same inputs and seed
-give the same points whatever the order of the rows or the window size.
+give the same points (candidates are sorted before the draw, so the order of rows or windows does not matter).
 """
 
 from __future__ import annotations

@@ -155,3 +155,16 @@ def test_rasters_lacking_a_feature_column(store, tmp_path):
         run_prep(ds.features_dir(store, SITE), ds.species_file(store, SITE, SPECIES).parent, SPECIES,
                  tmp_path / "out", site=SITE, covariates=str(rasters))  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def test_rasters_without_a_valid_cell(store, tmp_path):
+    rasters = tmp_path / "rasters"
+    rasters.mkdir()
+    for path in ds.covariates_dir(store, SITE).iterdir():
+        (rasters / path.name).write_bytes(path.read_bytes())
+    with rasterio.open(rasters / "slope.tif", "r+") as dst:
+        dst.write(np.full((30, 30), dst.nodata, dtype="float32"), 1)
+    with pytest.raises(DataContractError, match="have no cell where every covariate has a value"):
+        run_prep(ds.features_dir(store, SITE), ds.species_file(store, SITE, SPECIES).parent, SPECIES,
+                 tmp_path / "out", site=SITE, covariates=str(rasters))  # fmt: skip
+    assert not (tmp_path / "out").exists()
