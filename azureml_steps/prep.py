@@ -38,13 +38,19 @@ def prepared_metadata(summary: dict[str, Any], args: PrepArgs) -> dict[str, Any]
             reporting.markdown_table(
                 [
                     {"class": "PRESENT (1)", "rows": n_present, "share": n_present / rows if rows else 0.0},
-                    {"class": "ABSENT (0)", "rows": n_absent, "share": n_absent / rows if rows else 0.0},
+                    {
+                        "class": "background (0)" if summary.get("background_points") else "ABSENT (0)",
+                        "rows": n_absent,
+                        "share": n_absent / rows if rows else 0.0,
+                    },
                 ],
                 ["class", "rows", "share"],
             )
         ),
     }
-    for key in ("species", "site"):
+    # Background points (label 0) of a presence-only species: 0 when the gold data had real absences.
+    metadata["background_points"] = reporting.integer(int(summary.get("background_points") or 0))
+    for key in ("species", "site", "background_source", "auc_caveat"):
         if summary.get(key):
             metadata[key] = reporting.text(summary[key])
     for key in ("gold_rows", "feature_rows", "dropped_null_targets", "gold_rows_without_features"):

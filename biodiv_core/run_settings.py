@@ -22,6 +22,8 @@ from biodiv_core.errors import ConfigError
 RUN_SETTINGS_FILE = "run.yml"
 ENV_PREFIX = "BIODIV_"
 CV_STRATEGIES = ("random", "spatial_blocks", "checkerboard")
+PRESENCE_THINNING = ("none", "cell")
+BACKGROUND_FROM = ("auto", "raster_cells", "feature_rows")
 SPATIAL_STRATEGIES = CV_STRATEGIES[1:]
 # Runs the daemon starts at once; keep in step with run_queue.max_concurrent_runs in config/dagster.yaml.
 MAX_CONCURRENT_RUNS = 2
@@ -93,6 +95,23 @@ class RunSettings:
         choices=CV_STRATEGIES,
     )
     block_size_km: float = setting(20.0, "block size of the spatial folds, km", above=0.0)
+    background_points: int = setting(
+        10_000,
+        "background points (label 0) drawn for a species whose gold data holds PRESENT rows only (at most all "
+        "there are; see background_from)",
+        minimum=1,
+    )
+    background_from: str = setting(
+        "auto",
+        "where background points come from: raster_cells, feature_rows (the site's other records: they share the "
+        "presences' observer bias), or auto (raster_cells when the site has covariate rasters)",
+        choices=BACKGROUND_FROM,
+    )
+    presence_thinning: str = setting(
+        "none",
+        "presence-only species: keep one presence per covariate raster cell (cell) or every presence (none)",
+        choices=PRESENCE_THINNING,
+    )
     features_version: int | None = setting(
         None, "version of <site>-training-features to train on (unset: the latest)", minimum=1, fix="use e.g. 1"
     )

@@ -26,9 +26,12 @@ CORRELATION_ENV = "BIODIV_CORRELATION_ID"
 T = TypeVar("T", bound="StepArgs")
 
 
-def input_path(help: str, asset: str | None = None) -> Any:
-    """A location the step reads (file or folder; a datastore URI in AzureML); ``asset``: the upstream asset."""
-    return field(metadata={"role": INPUT, "help": help, "asset": asset})
+def input_path(help: str, asset: str | None = None, default: Any = MISSING) -> Any:
+    """A location the step reads (file or folder; a datastore URI in AzureML); ``asset``: the upstream asset.
+
+    ``default=None`` makes it optional: a None location is no input at all (`StepArgs.inputs` leaves it out).
+    """
+    return field(default=default, metadata={"role": INPUT, "help": help, "asset": asset})
 
 
 def output_path(asset: str, help: str) -> Any:
@@ -91,7 +94,7 @@ class StepArgs:
         return [f for f in dataclasses.fields(cls) if f.metadata.get("role") == role]
 
     def inputs(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in self.fields_with(INPUT)}
+        return {f.name: getattr(self, f.name) for f in self.fields_with(INPUT) if getattr(self, f.name) is not None}
 
     def outputs(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in self.fields_with(OUTPUT)}
@@ -187,6 +190,14 @@ class PrepArgs(StepArgs):
     min_rows_per_class: int | None = param(
         None, "fail (writing nothing) if a class has fewer rows, e.g. the CV folds", minimum=1
     )
+    covariates: str | None = input_path(
+        "folder of the site's covariate rasters (one data-asset version): background cells of a presence-only species",
+        default=None,
+    )
+    background_points: int = setting_arg()
+    background_from: str = setting_arg()
+    presence_thinning: str = setting_arg()
+    seed: int = setting_arg()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -110,6 +110,7 @@ def generate_datastore(
     parts: int = 1,
     if_exists: str = "error",
     raster_size: int = DEFAULT_RASTER_SIZE,
+    presence_only: Sequence[str] = (),
 ) -> dict:
     """Write sample data for every site and species into a data store at ``root``; return a summary.
 
@@ -119,7 +120,9 @@ def generate_datastore(
     csv, as the contract names it. ``if_exists``: "error" (default), "overwrite" or "skip" a version
     folder that already exists. ``raster_size``: the site's covariate rasters and true surfaces are
     ``raster_size`` x ``raster_size`` cells and every point takes its cell's values; 0 writes no rasters
-    and gives each point its own values.
+    and gives each point its own values. ``presence_only``: species (of ``species``) whose gold file keeps
+    its PRESENT rows only, as most GBIF downloads are: the same presences, drawn from the true probability,
+    without the ABSENT rows.
     """
     if rows < 10:
         raise ConfigError(f"rows={rows} is too small: generate at least 10 points per site.")
@@ -145,6 +148,12 @@ def generate_datastore(
     species = [validate_name(s, "species") for s in species]
     if not sites or not species:
         raise ConfigError("Give at least one site and one species.")
+    presence_only = {validate_name(s, "species") for s in presence_only}
+    if presence_only - set(species):
+        raise ConfigError(
+            f"presence_only species {sorted(presence_only - set(species))} are not among the species {species}: "
+            "list them in the species too."
+        )
     if len({species_file_name(s) for s in species}) != len(species):
         raise ConfigError(f"Species {species} map to the same gold file name: list each species once.")
 
@@ -166,6 +175,7 @@ def generate_datastore(
             parts,
             if_exists,
             raster_size,
+            presence_only,
         )
     return summary
 
@@ -182,7 +192,20 @@ def _point_values(land, grid, u, v, coordinates, rng, n_covariates):
 
 
 def _generate_site(
-    root, site, species, rows, seed, version, fmt, n_covariates, n_extra, gold_rows, parts, if_exists, raster_size
+    root,
+    site,
+    species,
+    rows,
+    seed,
+    version,
+    fmt,
+    n_covariates,
+    n_extra,
+    gold_rows,
+    parts,
+    if_exists,
+    raster_size,
+    presence_only=frozenset(),
 ):
     targets = {
         "features": root / features_asset_name(site) / str(version),
@@ -232,12 +255,14 @@ def _generate_site(
             sp_rng = np.random.default_rng([seed, name_key(site), name_key(name.lower()), 6])
             present = sp_rng.random(rows) < probability
             gold = np.sort(sp_rng.choice(rows, size=gold_rows, replace=False))
+            if name in presence_only:  # the same draw, absences left out: presences sampled from the truth
+                gold = gold[present[gold]]
             status = np.where(present[gold], "PRESENT", "ABSENT")
             gold_table = pa.table(
                 {
                     "gbifID": ids[gold],
-                    "species": pa.array([name] * gold_rows),
-                    "basisOfRecord": pa.array(["HUMAN_OBSERVATION"] * gold_rows),
+                    "species": pa.array([name] * len(gold)),
+                    "basisOfRecord": pa.array(["HUMAN_OBSERVATION"] * len(gold)),
                     "occurrenceStatus": pa.array(status),
                 }
             )
@@ -253,7 +278,8 @@ def _generate_site(
                 "gold_file": str(targets["species"] / species_file_name(name)),
                 "truth_file": str(targets["truth"] / f"{species_stem(name)}_truth.csv"),
                 "n_present": n_present,
-                "n_absent": gold_rows - n_present,
+                "n_absent": len(gold) - n_present,
+                "presence_only": name in presence_only,
                 "niche": sorted(niche.linear) + [niche.quadratic[0], CATEGORICAL_COVARIATE],
             }
     return info

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.data.background import Background, is_presence_only, with_background
 from biodiv_core.data.contract import ID_COLUMN, TARGET_COLUMN, PreparedData, prepare_dataset
 from biodiv_core.data.datastore import gold_file_in, resolve_data_path, table_files
 from biodiv_core.data.streaming import read_features, read_gold
@@ -75,11 +76,29 @@ def run_prep(args: PrepArgs) -> dict:
     logger.info("prep %s: features %s, gold %s", args.partition, features_path, gold_path)
 
     gold = read_gold(gold_path, [ID_COLUMN, TARGET_COLUMN])
-    frame, feature_rows = read_features(features_path, gold[ID_COLUMN])
+    gold_rows = len(gold)
     # Name the file in error messages when there is one; a folder of parts is named as a folder.
     features_source = (
         str(feature_files[0]) if len(feature_files) == 1 else f"{features_path} ({len(feature_files)} files)"
     )
+    background = Background()
+    if is_presence_only(gold):
+        frame, gold, feature_rows, background = with_background(
+            features_path,
+            gold,
+            covariates=resolve_data_path(args.covariates) if args.covariates else None,
+            n=args.background_points,
+            seed=args.seed,
+            background_from=args.background_from,
+            thinning=args.presence_thinning,
+            features_source=features_source,
+            gold_source=str(gold_path),
+        )
+        logger.info(
+            "prep %s: presence-only, %d background points from %s", args.partition, background.points, background.source
+        )
+    else:
+        frame, feature_rows = read_features(features_path, gold[ID_COLUMN])
     data = prepare_dataset(
         frame,
         gold,
@@ -88,9 +107,11 @@ def run_prep(args: PrepArgs) -> dict:
         min_rows_per_class=args.min_rows_per_class,
     )
     data.stats["feature_rows"] = feature_rows
+    data.stats["gold_rows"] = gold_rows  # the file's rows, not the background rows prep added
     summary = {
         **args.context(),
         **data.stats,
+        **background.summary(),
         "features_path": str(features_path),
         "feature_files": [str(f) for f in feature_files],
         "gold_file": str(gold_path),

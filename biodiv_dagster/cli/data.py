@@ -22,6 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--species", nargs="+", metavar="NAME", help='species names, e.g. "Cygnus buccinator" (default: config)'
     )
+    parser.add_argument(
+        "--presence-only",
+        nargs="+",
+        metavar="NAME",
+        default=(),
+        help="species (of --species) whose gold data keeps its PRESENT rows only, as most GBIF downloads",
+    )
     parser.add_argument("--rows", type=int, default=5000, help="points per site (default 5000)")
     parser.add_argument("--gold-rows", type=int, help="labelled points per species (default 80%% of --rows)")
     parser.add_argument("--covariates", type=int, default=12, help="covariate columns incl. land_cover (default 12)")
@@ -75,6 +82,7 @@ def generate_data(args: argparse.Namespace) -> int:
         gold_rows=args.gold_rows,
         parts=args.parts,
         if_exists=args.if_exists,
+        presence_only=args.presence_only,
         **({} if args.raster_size is None else {"raster_size": args.raster_size}),
     )
     if args.json:

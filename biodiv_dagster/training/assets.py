@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 
 from biodiv_core import settings
-from biodiv_core.errors import BiodivError
-from biodiv_core.naming import features_asset_name, species_asset_name
+from biodiv_core.errors import BiodivError, NotFoundError
+from biodiv_core.naming import covariates_asset_name, features_asset_name, species_asset_name
 from biodiv_core.step_args import DeployArgs, PrepArgs, ScoreArgs, StepArgs, TrainArgs
 from biodiv_dagster import mlflow_links
 from biodiv_dagster.correlation import correlation_id
@@ -122,6 +122,14 @@ def _launch(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
+def _covariates_input(step_launcher: StepLauncher, site_slug: str) -> str | None:
+    """The site's latest covariate rasters (where prep draws a presence-only species' background), or None."""
+    try:
+        return step_launcher.data_input(covariates_asset_name(site_slug))[0]
+    except NotFoundError:
+        return None
+
+
 # --- assets ------------------------------------------------------------------------------------
 
 
@@ -152,6 +160,7 @@ def prepared_data(
         gold, species_version = step_launcher.data_input(species_asset_name(site_slug), run.species_version)
     except BiodivError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    covariates = _covariates_input(step_launcher, site_slug)
     versions = {features_asset_name(site_slug): features_version, species_asset_name(site_slug): species_version}
     # Too few rows of a class for the folds fails prep itself: no output, nothing downstream.
     args, [result] = _launch(
@@ -161,6 +170,7 @@ def prepared_data(
         PrepArgs,
         features=features,
         species_dir=gold,
+        covariates=covariates,
         min_rows_per_class=n_folds,
     )
     metadata = result.metadata or {}

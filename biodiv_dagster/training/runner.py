@@ -301,6 +301,9 @@ def partition_summary(
         "rows": prepared.get("rows"),
         "n_present": prepared.get("n_present"),
         "n_absent": prepared.get("n_absent"),
+        # Presence-only species: the background points among n_absent (0 with real absences) and what AUC means.
+        "background_points": int(prepared.get("background_points") or 0),
+        "auc_caveat": prepared.get("auc_caveat"),
         "roc_auc": scored.get("roc_auc"),
         "accuracy": scored.get("accuracy"),
         # docs/model-quality.md: spatial vs random CV, threshold metrics, baseline, explanations
