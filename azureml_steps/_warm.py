@@ -293,9 +293,10 @@ def _become_step(request: dict, fds: list[int]) -> None:
 # --------------------------------------------------------------------------- client side
 
 
-def run(path: str, module: str, args: list[str]) -> int:
-    """Run ``python -m module args`` in a warm fork; the exit code (or the death by signal) is the step's."""
-    sock = _connect(path)
+def run(path: str, module: str, args: list[str], wait: float = 180.0) -> int:
+    """Run ``python -m module args`` in a warm fork; the exit code (or the death by signal) is the step's.
+    ``wait``: seconds to wait for a server that is still importing before running the plain way."""
+    sock = _connect(path, wait)
     if sock is None:
         return _cold(module, args)  # no server (gone idle, not started): the plain way
     from azureml_steps._orphan import PARENT_ENV, exit_with_parent

@@ -5,6 +5,7 @@ the command functions so `biodiv --help` stays instant.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,7 +51,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run Dagster, MLflow and the map in this process: the console script hands them to a fork of the
+# warm `run` server (biodiv_dagster/launcher/warm.py), which has those libraries imported, instead of importing
+# them itself (3-4 s of `biodiv run`'s wall on 2 cores). The fork gets this process's argv, environment, working
+# folder and stdio; its exit code and death by signal are this process's; Ctrl-C reaches it.
+WARM_COMMANDS = ("run", "main")
+FORKED_ENV = "BIODIV_CLI_FORKED"  # set in the fork (and a cold re-exec): do not hand off again
+
+
+def _in_warm_fork(argv: Sequence[str]) -> int | None:
+    """The exit code of ``argv`` run in a warm fork, or None to run it here (no server up, or not worth one).
+
+    A server still importing is not waited for: this run goes the plain way and the next one is warm. The
+    server is started when this process exits, so it imports while nobody waits for it.
+    """
+    if not argv or argv[0] not in WARM_COMMANDS or os.environ.get(FORKED_ENV):
+        return None
+    from biodiv_dagster.launcher import warm
+
+    path = warm.ready("run")
+    if path is None:
+        if warm.enabled():
+            import atexit
+
+            atexit.register(warm.start, "run")
+        return None
+    from azureml_steps import _warm
+
+    os.environ[FORKED_ENV] = "1"
+    return _warm.run(path, "biodiv_dagster.cli", list(argv), wait=0.0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the console script; calls from Python (tests, benchmarks) run in their own process
+        code = _in_warm_fork(sys.argv[1:])
+        if code is not None:
+            return code
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)

@@ -73,6 +73,14 @@ def start(kind: str = "step") -> str | None:
     return path
 
 
+def ready(kind: str) -> str | None:
+    """Socket path of the shared server of ``kind`` when one is running, else None (and none is started)."""
+    if not enabled() or not hasattr(os, "fork") or _warm.has_startup_hook(dict(os.environ)):
+        return None
+    path = socket_path(kind)
+    return path if _warm.server_alive(path) else None
+
+
 def command(module: str, arguments: list[str], kind: str = "step") -> list[str]:
     """The command line of ``python -m module arguments``: through the warm server when there is one."""
     path = start(kind)
