@@ -116,6 +116,12 @@ def habitat_suitability(
         "model_uri": dg.MetadataValue.text(str(model_uri)),
         "features_version": dg.MetadataValue.int(int(features_version)),
     }
+    # Share of points (and cells) where the model extrapolates (MESS < 0); models saved without a covariate
+    # reference have none, and the note says so.
+    if summary.get("extrapolated_share") is not None:
+        metadata["extrapolated_share"] = dg.MetadataValue.float(float(summary["extrapolated_share"]))
+    else:
+        metadata["extrapolation_note"] = dg.MetadataValue.text(str(summary.get("extrapolation_note")))
     if covariates is not None:
         metadata |= {
             "suitability_raster": dg.MetadataValue.path(summary["suitability_raster"]),
@@ -126,6 +132,9 @@ def habitat_suitability(
             "surface_share_present": dg.MetadataValue.float(float(summary["surface_share_present"])),
             "covariates_version": dg.MetadataValue.int(int(rasters[1])),
         }
+        if summary.get("surface_extrapolated_share") is not None:
+            share = float(summary["surface_extrapolated_share"])
+            metadata["surface_extrapolated_share"] = dg.MetadataValue.float(share)
     if deployment.get("correlation_id"):
         metadata["correlation_id"] = dg.MetadataValue.text(str(deployment["correlation_id"]))
     image = Path(summary["map"])
