@@ -105,15 +105,20 @@ def read_reference(folder: str | os.PathLike) -> CovariateReference | None:
 
 def numeric_similarity(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Similarity (%) of each value to the sorted training values ``reference``; NaN where the value is missing."""
-    low, high = float(reference[0]), float(reference[-1])
+    low, high, points = float(reference[0]), float(reference[-1]), len(reference)
     span = high - low if high > low else 1.0  # one training value: distances in the covariate's own units
-    below = np.searchsorted(reference, values, side="right")  # training values <= each value
-    share = (below - 1) * (100.0 / max(len(reference) - 1, 1))  # % below: 0 at min, 100 at max
-    similarity = 2.0 * np.minimum(share, 100.0 - share)
-    outside_low, outside_high = values < low, values >= high
-    similarity[outside_low] = 100.0 * (values[outside_low] - low) / span
-    similarity[outside_high] = 100.0 * (high - values[outside_high]) / span
-    similarity[np.isnan(values)] = np.nan
+    below = np.searchsorted(reference, values, side="right")  # training values <= each value (NaN: all)
+    # 2 min(f, 100 - f) = 100 - |2f - 100|, f the % below (0 at min, 100 at max); in place, a window is large.
+    similarity = below.astype("float64")
+    similarity -= 1.0
+    similarity *= 200.0 / max(points - 1, 1)
+    similarity -= 100.0
+    np.abs(similarity, out=similarity)
+    np.subtract(100.0, similarity, out=similarity)
+    # Below min (none <= it), at or above max (all <= it) and missing: the distance to the nearer end instead.
+    edge = np.flatnonzero((below == 0) | (below == points))
+    beyond = values[edge]
+    similarity[edge] = 100.0 * np.minimum(beyond - low, high - beyond) / span
     return similarity
 
 
