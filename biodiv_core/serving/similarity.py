@@ -125,8 +125,10 @@ def numeric_similarity(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def level_similarity(codes: np.ndarray, model_levels: list[str], seen: list[str], unseen: np.ndarray) -> np.ndarray:
     """Similarity of category codes (into ``model_levels``, -1 = missing or unseen): 100 seen, negative not."""
     seen_set = set(seen)
-    known = np.array([level in seen_set for level in model_levels] + [False], dtype=bool)
-    similarity = np.where(known[np.where(codes >= 0, codes, len(model_levels))], 100.0, UNSEEN_LEVEL_SIMILARITY)
+    # One entry per level, and a last one that code -1 picks: indexing with the codes' own small ints, no copy.
+    lookup = np.array([100.0 if level in seen_set else UNSEEN_LEVEL_SIMILARITY for level in model_levels] + [0.0])
+    lookup[-1] = UNSEEN_LEVEL_SIMILARITY
+    similarity = lookup[codes]
     similarity[(codes < 0) & ~unseen] = np.nan  # missing, not unseen: no constraint
     return similarity
 
@@ -138,7 +140,7 @@ def mess(
     result = np.full(len(frame), np.nan)
     for name in frame.columns:
         if name in categories and name in reference.levels:
-            codes = np.asarray(frame[name].cat.codes, dtype=np.int64)
+            codes = np.asarray(frame[name].cat.codes)
             mask = unseen.get(name, np.zeros(len(frame), dtype=bool))
             similarity = level_similarity(codes, categories[name], reference.levels[name], mask)
         elif name in reference.numeric:

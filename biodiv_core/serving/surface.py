@@ -51,10 +51,11 @@ def _score_window(frame, valid, model, inputs: ModelInputs, nodata: float) -> tu
     if len(frame):
         scored = score(frame, model, inputs)
         for band, name in zip(bands, names, strict=True):
-            band[valid] = scored[name].to_numpy(dtype=np.float32)
-        if MESS_BAND in names:
-            mess = bands[names.index(MESS_BAND)]
-            mess[valid] = np.where(np.isnan(mess[valid]), nodata, np.maximum(mess[valid], MESS_FLOOR))
+            values = scored[name].to_numpy(dtype=np.float32)
+            if name == MESS_BAND:
+                np.maximum(values, MESS_FLOOR, out=values)  # NaN stays NaN: nothing known there
+                values[np.isnan(values)] = nodata
+            band[valid] = values
         unseen = scored.attrs.get("unseen_levels", {})
     return bands, unseen
 

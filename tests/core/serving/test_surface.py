@@ -143,6 +143,8 @@ def test_memory_follows_the_window_not_the_raster(tmp_path, monkeypatch):
         root = tmp_path / f"s{size}"
         generate_datastore(root, sites=[SITE], species=[SPECIES], rows=600, raster_size=size, n_covariates=6)
         booster, inputs = _fit(root)
+        X, _ = _training(root)  # with the MESS band: its pass is bounded by the window too
+        inputs = replace(inputs, reference=build_reference(X, inputs.features, inputs.categories))
         stack = open_covariates(ds.covariates_dir(root, SITE), inputs.features)
         peaks[size] = _peak_bytes(stack, booster, inputs, _mkdir(tmp_path / f"out{size}"), cells=window)
     frame_bytes = window * len(inputs.features) * 8  # one window's cells x features as float64
