@@ -5,6 +5,8 @@ Runs in the Dagster process, like `batch_deployment`: it reads the deployed vers
 site's latest feature version from the data store and writes the parquet table and map image with
 ``biodiv_core.serving.habitat.run_habitat``. When the site has covariate rasters (``<site>-covariates``, latest
 version), every valid cell is predicted too and the surface (COG + map) is reported as ``suitability_raster``.
+The share of points (``extrapolated_share``) and cells (``surface_extrapolated_share``) where the model
+extrapolates (MESS < 0, `biodiv_core.serving.similarity`) goes into the metadata.
 Local data store only (the step launcher's ``local`` mode); in
 ``azureml`` mode the features live in a workspace data asset and the asset fails with a clear message.
 """
@@ -55,8 +57,9 @@ def _covariates(step_launcher: StepLauncher, site_slug: str) -> tuple[str, int] 
     kinds={"python", "parquet", "lightgbm"},
     description="Probability of presence at every point of the site's features (labelled or not) from the "
     "deployed model: parquet (gbifid, decimallatitude, decimallongitude, probability, predicted at the "
-    "model's TSS threshold) and a map image coloured by probability. With the site's covariate rasters, "
-    "every valid cell too: a Cloud-Optimized GeoTIFF (probability, presence) and its map.",
+    "model's TSS threshold, mess and extrapolated: MESS < 0, conditions outside the training data) and a map "
+    "image coloured by probability. With the site's covariate rasters, every valid cell too: a Cloud-Optimized "
+    "GeoTIFF (probability, presence, mess) and its map, extrapolated cells hatched.",
 )
 def habitat_suitability(
     context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, step_launcher: StepLauncher
