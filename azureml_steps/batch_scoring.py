@@ -7,9 +7,11 @@ appended to the deployment's output file (``predictions.csv``).
 
 Each CSV/parquet file is scored by `biodiv_core.serving.batch_scoring.score_rows` (`serving.scoring.score`, the one
 scoring path): one row per input row with ``gbifid``, ``probability`` (of PRESENT) and ``presence`` (0/1 at the
-model's threshold). A file that cannot be scored (wrong type, missing column, text in a numeric column, no gbifid)
-fails its mini-batch with a message naming the file; the deployment's ``error_threshold`` (default 0) decides
-whether the job fails, so failed files are never silently dropped.
+model's threshold), then ``mess`` and ``extrapolated`` when the model was saved with a covariate reference (one
+deployment, one model: every row of a job has the same columns). A file that cannot be scored (wrong type,
+missing column, text in a numeric column, no gbifid) fails its mini-batch with a message naming the file; the
+deployment's ``error_threshold`` (default 0) decides whether the job fails, so failed files are never silently
+dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from biodiv_core.errors import BiodivError, DataContractError  # noqa: E402
 logger = logging.getLogger("biodiv.batch_scoring")
 MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
 OUTPUT_COLUMNS = ["gbifid", "probability", "presence"]
+MESS_COLUMNS = ["mess", "extrapolated"]  # after OUTPUT_COLUMNS, for a model with a covariate reference
 
 _scorer: tuple | None = None  # (LightGBM model, ModelInputs), loaded once by init()
 
@@ -48,8 +51,12 @@ def init() -> None:
     logger.info("batch scoring with the model at %s (features %s)", folder, _scorer[1].features)
 
 
+def _columns() -> list[str]:
+    return OUTPUT_COLUMNS + (MESS_COLUMNS if _scorer is not None and _scorer[1].reference is not None else [])
+
+
 def score_file(path: str) -> pd.DataFrame:
-    """gbifid, probability, presence for every row of one CSV/parquet file."""
+    """gbifid, probability, presence (and mess, extrapolated) for every row of one CSV/parquet file."""
     from biodiv_core.data.datastore import read_table
     from biodiv_core.serving.batch_scoring import score_rows
 
@@ -60,7 +67,7 @@ def score_file(path: str) -> pd.DataFrame:
     unseen = result.attrs.get("unseen_levels") or {}
     if unseen:
         logger.warning("%s: values not seen in training scored as missing: %s", path, unseen)
-    return result[OUTPUT_COLUMNS]
+    return result[_columns()]
 
 
 def run(mini_batch: list[str]) -> pd.DataFrame:
@@ -77,5 +84,5 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
             f"{len(failures)} of {len(mini_batch)} file(s) could not be scored: " + " | ".join(failures)
         )
     if not frames:
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+        return pd.DataFrame(columns=_columns())
     return pd.concat(frames, ignore_index=True)

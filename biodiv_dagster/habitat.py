@@ -5,6 +5,8 @@ Runs in the Dagster process, like `batch_deployment`: it reads the deployed vers
 site's latest feature version from the data store and writes the parquet table and map image with
 ``biodiv_core.serving.habitat.run_habitat``. When the site has covariate rasters (``<site>-covariates``, latest
 version), every valid cell is predicted too and the surface (COG + map) is reported as ``suitability_raster``.
+The share of points (``extrapolated_share``) and cells (``surface_extrapolated_share``) where the model
+extrapolates (MESS < 0, `biodiv_core.serving.similarity`) goes into the metadata.
 Local data store only (the step launcher's ``local`` mode); in
 ``azureml`` mode the features live in a workspace data asset and the asset fails with a clear message.
 """
@@ -55,8 +57,9 @@ def _covariates(step_launcher: StepLauncher, site_slug: str) -> tuple[str, int] 
     kinds={"python", "parquet", "lightgbm"},
     description="Probability of presence at every point of the site's features (labelled or not) from the "
     "deployed model: parquet (gbifid, decimallatitude, decimallongitude, probability, predicted at the "
-    "model's TSS threshold) and a map image coloured by probability. With the site's covariate rasters, "
-    "every valid cell too: a Cloud-Optimized GeoTIFF (probability, presence) and its map.",
+    "model's TSS threshold, mess and extrapolated: MESS < 0, conditions outside the training data) and a map "
+    "image coloured by probability. With the site's covariate rasters, every valid cell too: a Cloud-Optimized "
+    "GeoTIFF (probability, presence, mess) and its map, extrapolated cells hatched.",
 )
 def habitat_suitability(
     context: dg.AssetExecutionContext, deployment_backend: DeploymentBackend, step_launcher: StepLauncher
@@ -116,6 +119,12 @@ def habitat_suitability(
         "model_uri": dg.MetadataValue.text(str(model_uri)),
         "features_version": dg.MetadataValue.int(int(features_version)),
     }
+    # Share of points (and cells) where the model extrapolates (MESS < 0); models saved without a covariate
+    # reference have none, and the note says so.
+    if summary.get("extrapolated_share") is not None:
+        metadata["extrapolated_share"] = dg.MetadataValue.float(float(summary["extrapolated_share"]))
+    else:
+        metadata["extrapolation_note"] = dg.MetadataValue.text(str(summary.get("extrapolation_note")))
     if covariates is not None:
         metadata |= {
             "suitability_raster": dg.MetadataValue.path(summary["suitability_raster"]),
@@ -126,6 +135,9 @@ def habitat_suitability(
             "surface_share_present": dg.MetadataValue.float(float(summary["surface_share_present"])),
             "covariates_version": dg.MetadataValue.int(int(rasters[1])),
         }
+        if summary.get("surface_extrapolated_share") is not None:
+            share = float(summary["surface_extrapolated_share"])
+            metadata["surface_extrapolated_share"] = dg.MetadataValue.float(share)
     if deployment.get("correlation_id"):
         metadata["correlation_id"] = dg.MetadataValue.text(str(deployment["correlation_id"]))
     image = Path(summary["map"])

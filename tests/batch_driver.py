@@ -24,6 +24,7 @@ import pandas as pd
 DRIVER = Path(__file__).resolve()
 SCRIPT = "azureml_steps/batch_scoring.py"
 COLUMNS = ["gbifid", "probability", "presence"]
+MESS_COLUMNS = ["mess", "extrapolated"]  # models saved with a covariate reference add these
 
 
 def run_driver(
@@ -42,7 +43,9 @@ def run_driver(
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, header=None, names=COLUMNS)  # append_row output: rows, no header
+    frame = pd.read_csv(path, header=None)  # append_row output: rows, no header
+    frame.columns = (COLUMNS + MESS_COLUMNS)[: len(frame.columns)]
+    return frame
 
 
 def main() -> int:

@@ -100,17 +100,31 @@ def plot_tuning_history(trials: list[dict], path) -> None:
         plt.close(fig)
 
 
-def plot_surface(values, extent, path, title: str = "Habitat suitability", geographic: bool = True) -> None:
-    """A probability surface (masked array, north up) over ``extent`` (left, right, bottom, top); masked cells grey."""
+def plot_surface(
+    values, extent, path, title: str = "Habitat suitability", geographic: bool = True, extrapolated=None
+) -> None:
+    """A probability surface (masked array, north up) over ``extent`` (left, right, bottom, top); masked cells grey.
+
+    ``extrapolated`` (boolean array of the same shape, optional): cells hatched, with a legend entry.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
     fig, ax = plt.subplots(figsize=(7, 6))
     try:
         image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
+        if extrapolated is not None and np.any(extrapolated):
+            # Washed out and hatched, not covered: the probability stays readable under the warning, and black
+            # hatching alone would vanish on the dark (low probability) colours.
+            flags = np.asarray(extrapolated, dtype=float)
+            ax.contourf(flags, levels=[0.5, 1.5], colors=["white"], alpha=0.45, extent=extent, origin="upper")
+            ax.contourf(flags, levels=[0.5, 1.5], colors="none", hatches=["////"], extent=extent, origin="upper")
+            handle = Patch(facecolor="#e8e8e8", edgecolor="black", hatch="////", label="extrapolated (MESS < 0)")
+            ax.legend(handles=[handle], loc="lower right", fontsize=8, framealpha=0.8)
         if geographic:
             # Degrees of longitude shrink with latitude: keep the map's shape true at its centre.
             ax.set_aspect(1.0 / max(np.cos(np.radians((extent[2] + extent[3]) / 2)), 0.1))

@@ -3,7 +3,8 @@
 Input: CSV/parquet (file or folder) with ``gbifid`` and the model's feature columns (names matched
 case-insensitively, extra columns ignored, categories re-coded with the training levels). Output: one row per
 input row with ``gbifid``, ``probability`` (of PRESENT) and ``predicted_class`` (1 = PRESENT, 0 = ABSENT: the
-scoring function's ``presence``), written atomically as CSV or parquet. Scoring is `serving.scoring.score`.
+scoring function's ``presence``), and for models saved with a covariate reference ``mess`` and ``extrapolated``
+(`serving.similarity`), written atomically as CSV or parquet. Scoring is `serving.scoring.score`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 from biodiv_core.errors import ConfigError, DataContractError, NotFoundError
 from biodiv_core.serving.scoring import DEFAULT_THRESHOLD, ID_COLUMN, ModelInputs, score, validate_threshold
+from biodiv_core.serving.similarity import CovariateReference, read_reference
 
 _OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -63,12 +65,29 @@ def model_threshold(model_uri: str) -> float:
     return validate_threshold(float(model_metadata(model_uri).get("threshold", DEFAULT_THRESHOLD)))
 
 
+def load_reference(model_uri: str, metadata: dict) -> CovariateReference | None:
+    """The covariate reference saved in the model folder (None: saved without one); remote folders download it."""
+    name = metadata.get("covariate_reference")
+    if not name:
+        return None
+    local = Path(local_model_path(model_uri))
+    if local.is_dir():
+        return read_reference(local)
+    import mlflow.artifacts
+
+    copy = mlflow.artifacts.download_artifacts(artifact_uri=f"{str(model_uri).rstrip('/')}/{name}")
+    return read_reference(Path(copy).parent)
+
+
 def load_scorer(model_uri: str):
-    """(LightGBM model, `ModelInputs`: feature columns, training levels, threshold) of a saved model."""
+    """(LightGBM model, `ModelInputs`: feature columns, training levels, threshold, reference) of a saved model."""
     model = load_model(model_uri)
     metadata = model_metadata(model_uri)
     name = str(metadata.get("registry_name") or model_uri)
-    return model, ModelInputs.from_metadata(metadata, getattr(model, "booster_", model), model=name)
+    reference = load_reference(model_uri, metadata)
+    return model, ModelInputs.from_metadata(
+        metadata, getattr(model, "booster_", model), model=name, reference=reference
+    )
 
 
 def find_model_folder(root: str | os.PathLike) -> Path:
@@ -156,6 +175,7 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
     features = read_table(input_path)
     predictions = score_features(model, features, threshold, inputs)
     _write_table(predictions, output)
+    flags = predictions["extrapolated"] if "extrapolated" in predictions.columns else None
     return {
         "model_uri": str(model_uri),
         "input": str(input_path),
@@ -164,4 +184,7 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
         "predicted_present": int(predictions["predicted_class"].sum()),
         "threshold": threshold,
         "unseen_levels": dict(predictions.attrs.get("unseen_levels", {})),
+        "extrapolated": None if flags is None else int(flags.sum()),
+        "extrapolated_share": None if flags is None else (float(flags.mean()) if len(flags) else float("nan")),
+        **({"extrapolation_note": predictions.attrs["extrapolation"]} if flags is None else {}),
     }

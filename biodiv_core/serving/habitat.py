@@ -4,9 +4,11 @@ Training sees only labelled points; the map covers every row of the site's featu
 or not. Output folder (written atomically):
 
 - ``habitat_suitability.parquet``: gbifid, decimallatitude, decimallongitude, probability
-  (+ ``predicted`` 0/1 when a threshold is known);
+  (+ ``predicted`` 0/1 when a threshold is known, + ``mess`` and ``extrapolated`` for a model saved with a
+  covariate reference);
 - ``habitat_map.png``: the points coloured by probability;
-- ``summary.json``: row count, probability quantiles, share predicted present.
+- ``summary.json``: row count, probability quantiles, share predicted present, ``extrapolated_share`` (None
+  without a reference, ``extrapolation_note`` then says why).
 
 With the site's covariate rasters (``covariates``, a validated `CovariateStack`), the model is also applied
 to every valid cell (`biodiv_core.serving.surface`): ``suitability.tif`` (COG: probability, presence) and
@@ -26,6 +28,7 @@ from biodiv_core.data.rasters import DEFAULT_WINDOW_CELLS, CovariateStack
 from biodiv_core.errors import DataContractError
 from biodiv_core.evaluation.explain import plot_habitat_map
 from biodiv_core.serving.scoring import DEFAULT_THRESHOLD, ModelInputs, model_inputs, score
+from biodiv_core.serving.similarity import MESS_COLUMNS, NO_REFERENCE_NOTE
 from biodiv_core.serving.surface import predict_surface
 from biodiv_core.training.spatial_cv import COORDINATE_COLUMNS, coordinates
 
@@ -92,6 +95,10 @@ def suitability_table(
     )
     if threshold is not None:
         table["predicted"] = scored["presence"].to_numpy().astype("int8")
+    for name in MESS_COLUMNS:
+        if name in scored.columns:
+            table[name] = scored[name].to_numpy()
+    table.attrs["extrapolation"] = scored.attrs.get("extrapolation")
     return table
 
 
@@ -105,6 +112,11 @@ def summarize(table: pd.DataFrame, threshold: float | None = None) -> dict:
     }
     if threshold is not None:
         summary["share_predicted_present"] = float((p >= threshold).mean()) if len(p) else float("nan")
+    if "extrapolated" in table.columns:
+        summary["extrapolated_share"] = float(table["extrapolated"].mean()) if len(p) else float("nan")
+    else:
+        summary["extrapolated_share"] = None
+        summary["extrapolation_note"] = table.attrs.get("extrapolation") or NO_REFERENCE_NOTE
     return summary
 
 

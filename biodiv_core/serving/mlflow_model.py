@@ -5,8 +5,10 @@ file; the folder is then logged as run artifacts. We never call ``log_model``: M
 through the logged-models API, which the AzureML tracking server answers with 404 (DESIGN section 6).
 The folder loads with ``mlflow.pyfunc.load_model``: its ``predict`` takes a raw features table and returns
 gbifid, probability (of PRESENT) and presence (0/1 at the model's threshold), see `biodiv_core.serving.scoring`.
-The folder also holds ``code/biodiv_core`` (what the pyfunc imports), ``input_example.json`` and
-``serving_input_example.json``; ``mlflow.lightgbm.load_model`` still returns the bare Booster.
+The folder also holds ``code/biodiv_core`` (what the pyfunc imports), ``input_example.json``,
+``serving_input_example.json`` and, when saved with the training frame, ``covariate_reference.json`` (the
+training covariates' quantiles and levels the pyfunc's ``mess`` column compares with, `serving.similarity`);
+``mlflow.lightgbm.load_model`` still returns the bare Booster.
 """
 
 import json
@@ -16,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from biodiv_core.serving.scoring import ID_COLUMN, ModelInputs, model_inputs
+from biodiv_core.serving.similarity import REFERENCE_FILE, build_reference, write_reference
 
 PYFUNC_LOADER = "biodiv_core.serving.pyfunc"
 ID_SPELLINGS = (ID_COLUMN, "gbifID")  # ours (data store, lower-cased) and GBIF's (raw downloads)
@@ -57,7 +60,8 @@ def _raw_example(sample: pd.DataFrame, inputs: ModelInputs, rows: int = 5) -> pd
 
 def signature(inputs: ModelInputs):
     """Inputs: the id (``gbifid``, or GBIF's own spelling ``gbifID``; long) and each feature column (double, or
-    string for a categorical one), all optional. Outputs: gbifid, probability, presence.
+    string for a categorical one), all optional. Outputs: gbifid, probability, presence, and (models saved with
+    a covariate reference) mess and extrapolated.
 
     MLflow enforces the signature before our pyfunc sees the table: it passes on only the columns named here,
     spelled exactly so (the data store's lower-case names), and checks their types. The columns are optional so
@@ -70,6 +74,7 @@ def signature(inputs: ModelInputs):
     columns += [ColSpec("string" if c in inputs.categories else "double", c, required=False) for c in inputs.features]
     outputs = [ColSpec("long", ID_COLUMN, required=False), ColSpec("double", "probability")]
     outputs.append(ColSpec("long", "presence"))
+    outputs += [ColSpec("double", "mess", required=False), ColSpec("boolean", "extrapolated", required=False)]
     return ModelSignature(inputs=Schema(columns), outputs=Schema(outputs))
 
 
@@ -83,9 +88,11 @@ def save_model(
 ) -> Path:
     """Save ``booster`` as ``<output_dir>/lgbm_gbif_model``; returns the folder.
 
-    ``sample`` (the training features) tells which columns are categorical and gives the input example. The
-    MLmodel ``metadata`` carries the threshold, the feature list and the training levels (``categories``); the
-    ``python_function`` flavor loads `biodiv_core.serving.pyfunc`, whose code travels in the folder.
+    ``sample`` (the training features) tells which columns are categorical, gives the input example and the
+    covariate reference for extrapolation flags (``covariate_reference.json``; MLmodel metadata
+    ``covariate_reference`` names it). The MLmodel ``metadata`` carries the threshold, the feature list and the
+    training levels (``categories``); the ``python_function`` flavor loads `biodiv_core.serving.pyfunc`, whose
+    code travels in the folder.
     """
     import mlflow.lightgbm
     from mlflow.models import Model
@@ -94,6 +101,8 @@ def save_model(
 
     path = Path(output_dir) / MODEL_DIR_NAME
     inputs = model_inputs(booster, sample, threshold, name=(metadata or {}).get("registry_name", MODEL_DIR_NAME))
+    reference = None if sample is None else build_reference(sample, inputs.features, inputs.categories)
+    extra = {"covariate_reference": REFERENCE_FILE} if reference is not None else {}
     mlflow.lightgbm.save_model(
         booster,
         os.fspath(path),
@@ -101,8 +110,10 @@ def save_model(
         signature=signature(inputs),
         input_example=None if sample is None or len(sample) == 0 else _raw_example(sample, inputs),
         pip_requirements=requirements(),
-        metadata={**inputs.to_dict(), "model_name": MODEL_DIR_NAME, **(metadata or {})},
+        metadata={**inputs.to_dict(), **extra, "model_name": MODEL_DIR_NAME, **(metadata or {})},
     )
+    if reference is not None:
+        write_reference(reference, path)
     # The pyfunc scores raw tables with our scoring function instead of handing them to LightGBM as they are.
     model = Model.load(os.fspath(path))
     model.flavors["python_function"]["loader_module"] = PYFUNC_LOADER

@@ -3,7 +3,9 @@
 The MLmodel's ``python_function`` flavor names this module as its ``loader_module``; the model folder carries a
 copy of ``biodiv_core`` under ``code/`` (MLflow puts it on ``sys.path`` before importing this module), so the
 folder loads wherever its requirements are installed. ``predict`` is `biodiv_core.serving.scoring.score`, with
-the feature columns, training levels and threshold from the MLmodel ``metadata``.
+the feature columns, training levels and threshold from the MLmodel ``metadata`` and the training covariates'
+reference (``covariate_reference.json``, `serving.similarity`) from the folder: the result gains ``mess`` and
+``extrapolated``. A folder saved without the reference still loads and scores, without those two columns.
 
 Bad input raises `ScoringInputError`: a `DataContractError` for our callers and an ``MlflowException`` with
 ``INVALID_PARAMETER_VALUE`` for MLflow's scoring server (``mlflow models serve``), which answers it with HTTP 400
@@ -22,6 +24,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from biodiv_core.errors import DataContractError
 from biodiv_core.serving.scoring import ModelInputs, score
+from biodiv_core.serving.similarity import read_reference
 
 CODE_DIR = "code"  # where MLflow's code_paths put the copy of biodiv_core
 
@@ -52,6 +55,7 @@ class LgbmGbifModel:
         self.booster = booster
         self.inputs = inputs
         self.unseen_levels: dict[str, int] = {}  # per categorical column, of the last predict call
+        self.extrapolation: str | None = None  # why the last result has no mess columns (None: it has them)
 
     def get_raw_model(self) -> LgbmGbifModel:
         """What ``PyFuncModel.get_raw_model()`` returns: this object (booster, inputs, unseen_levels)."""
@@ -69,6 +73,7 @@ class LgbmGbifModel:
                 )
             raise ScoringInputError(message) from exc
         self.unseen_levels = dict(result.attrs.get("unseen_levels", {}))
+        self.extrapolation = result.attrs.get("extrapolation")
         return result
 
 
@@ -82,7 +87,8 @@ def load_folder(model_dir: str | os.PathLike) -> LgbmGbifModel:
     model_file = meta.flavors.get("lightgbm", {}).get("data", "model.lgb")
     booster = lgb.Booster(model_file=os.fspath(folder / model_file))
     name = (meta.metadata or {}).get("registry_name") or folder.name
-    return LgbmGbifModel(booster, ModelInputs.from_metadata(meta.metadata, booster, model=str(name)))
+    inputs = ModelInputs.from_metadata(meta.metadata, booster, model=str(name), reference=read_reference(folder))
+    return LgbmGbifModel(booster, inputs)
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> LgbmGbifModel:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from biodiv_core.errors import ConfigError, DataContractError
+from biodiv_core.serving.similarity import NO_REFERENCE_NOTE, CovariateReference, mess
 from biodiv_core.training.model import feature_names, predict_proba
 
 logger = logging.getLogger(__name__)
@@ -37,23 +38,30 @@ def validate_threshold(threshold: float) -> float:
 
 @dataclass(frozen=True)
 class ModelInputs:
-    """What a model needs of its input: feature columns (training order), training levels, decision threshold."""
+    """What a model needs of its input: feature columns (training order), training levels, decision threshold,
+    and the training covariates' reference for extrapolation flags (None: a model saved without one)."""
 
     features: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)
     threshold: float = DEFAULT_THRESHOLD
     model: str = "the model"  # named in error messages
+    reference: CovariateReference | None = None  # saved next to the model, not in its metadata (its size)
 
     def to_dict(self) -> dict:
         return {"features": list(self.features), "categories": dict(self.categories), "threshold": self.threshold}
 
     @classmethod
-    def from_metadata(cls, metadata: dict | None, booster, model: str = "the model") -> ModelInputs:
-        """From a saved model's MLmodel metadata; models saved without levels get them from the booster."""
+    def from_metadata(
+        cls, metadata: dict | None, booster, model: str = "the model", reference: CovariateReference | None = None
+    ) -> ModelInputs:
+        """From a saved model's MLmodel metadata (and its folder's reference); models saved without levels get
+        them from the booster."""
         metadata = metadata or {}
         if "features" in metadata and "categories" in metadata:
-            return cls.from_dict(metadata, model)
-        return model_inputs(booster, threshold=float(metadata.get("threshold", DEFAULT_THRESHOLD)), name=model)
+            inputs = cls.from_dict(metadata, model)
+        else:
+            inputs = model_inputs(booster, threshold=float(metadata.get("threshold", DEFAULT_THRESHOLD)), name=model)
+        return replace(inputs, reference=reference)
 
     @classmethod
     def from_dict(cls, data: dict, model: str = "the model") -> ModelInputs:
@@ -135,7 +143,7 @@ def _as_level_text(column: pd.Series) -> pd.Series:
     return column.map(lambda v: v if pd.isna(v) else str(v))
 
 
-def _recode_categorical(column: pd.Series, levels: list[str]) -> tuple[pd.Series, int, list[str]]:
+def _recode_categorical(column: pd.Series, levels: list[str]) -> tuple[pd.Series, np.ndarray, list[str]]:
     """A pandas category column re-coded through its categories, not value by value (rasters: millions of cells)."""
     text = _as_level_text(pd.Series(column.cat.categories.astype(object)))
     position = {level: i for i, level in enumerate(levels)}
@@ -145,21 +153,27 @@ def _recode_categorical(column: pd.Series, levels: list[str]) -> tuple[pd.Series
     unseen_mask = (codes >= 0) & (new_codes < 0)
     examples = list(pd.unique(text.to_numpy()[np.unique(codes[unseen_mask])]))[:5]
     coded = pd.Categorical.from_codes(new_codes, categories=levels)
-    return pd.Series(coded, index=column.index, name=column.name), int(unseen_mask.sum()), examples
+    return pd.Series(coded, index=column.index, name=column.name), unseen_mask, examples
 
 
-def _recode(column: pd.Series, levels: list[str]) -> tuple[pd.Series, int, list[str]]:
+def _recode(column: pd.Series, levels: list[str]) -> tuple[pd.Series, np.ndarray, list[str]]:
     if isinstance(column.dtype, pd.CategoricalDtype):
         return _recode_categorical(column, levels)
     text = _as_level_text(column)
     coded = pd.Categorical(text, categories=levels)
     unseen_mask = text.notna().to_numpy() & (np.asarray(coded.codes) < 0)
     examples = list(pd.unique(text[unseen_mask]))[:5]
-    return pd.Series(coded, index=column.index, name=column.name), int(unseen_mask.sum()), examples
+    return pd.Series(coded, index=column.index, name=column.name), unseen_mask, examples
 
 
 def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[str, int]]:
     """The model's feature frame (training order and types) from a raw table, and unseen-level counts per column."""
+    frame, unseen = _prepare(raw, inputs)
+    return frame, {name: int(mask.sum()) for name, mask in unseen.items()}
+
+
+def _prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """`prepare` with, per categorical column holding unseen levels, where they are (MESS flags those rows)."""
     if not isinstance(raw, pd.DataFrame):
         raise DataContractError(f"Scoring needs a table (pandas DataFrame), got {type(raw).__name__}.")
     found = _match_columns(raw, inputs.features, inputs.model)
@@ -170,14 +184,15 @@ def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[
     for j, name in enumerate(numeric):
         block[:, j] = _numeric(raw[found[name]], name).to_numpy()
     frame = pd.DataFrame(block, index=raw.index, columns=numeric, copy=False)
-    unseen: dict[str, int] = {}
+    unseen: dict[str, np.ndarray] = {}
     for position, name in enumerate(inputs.features):
         column = raw[found[name]]
         if name in inputs.categories:
-            recoded, count, examples = _recode(column, inputs.categories[name])
+            recoded, mask, examples = _recode(column, inputs.categories[name])
             frame.insert(position, name, recoded)
+            count = int(mask.sum())
             if count:
-                unseen[name] = count
+                unseen[name] = mask
                 logger.warning(
                     "%s: %d value(s) of %r not seen in training (e.g. %s) scored as missing; training levels: %s",
                     inputs.model,
@@ -190,14 +205,17 @@ def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[
 
 
 def score(raw: pd.DataFrame, model, inputs: ModelInputs, threshold: float | None = None) -> pd.DataFrame:
-    """Predictions for every row of ``raw``, in input order: gbifid (when given), probability, presence (0/1).
+    """Predictions for every row of ``raw``, in input order: gbifid (when given), probability, presence (0/1),
+    and with the model's covariate reference ``mess`` (`serving.similarity`) and ``extrapolated`` (MESS < 0).
 
     ``threshold`` None means the model's own (``inputs.threshold``). ``attrs["unseen_levels"]`` counts, per
-    categorical column, values scored as missing because training never saw them. An empty table gives an
+    categorical column, values scored as missing because training never saw them; ``attrs["extrapolation"]``
+    says why there are no MESS columns (a model saved without a reference), else None. An empty table gives an
     empty result.
     """
     threshold = inputs.threshold if threshold is None else validate_threshold(threshold)
-    features, unseen = prepare(raw, inputs)
+    features, unseen_masks = _prepare(raw, inputs)
+    unseen = {name: int(mask.sum()) for name, mask in unseen_masks.items()}
     probability = predict_proba(model, features) if len(features) else np.empty(0, dtype=float)
     if len(probability) != len(features):
         raise DataContractError(f"{inputs.model} returned {len(probability)} probabilities for {len(features)} rows.")
@@ -207,6 +225,10 @@ def score(raw: pd.DataFrame, model, inputs: ModelInputs, threshold: float | None
         result[ID_COLUMN] = raw[ids].to_numpy()
     result["probability"] = np.asarray(probability, dtype="float64")
     result["presence"] = (result["probability"] >= threshold).astype("int64")
+    if inputs.reference is not None:
+        result["mess"] = mess(features, inputs.reference, inputs.categories, unseen_masks)
+        result["extrapolated"] = result["mess"].to_numpy() < 0  # NaN (nothing known) is not flagged
+    result.attrs["extrapolation"] = None if inputs.reference is not None else NO_REFERENCE_NOTE
     result.attrs["unseen_levels"] = unseen
     result.attrs["threshold"] = threshold
     return result

@@ -6,9 +6,11 @@ the surface and a batch-scored table of the same cells agree. Memory follows the
 never the raster. Output (into an existing folder):
 
 - ``suitability.tif``: Cloud-Optimized GeoTIFF, float32, band 1 ``probability``, band 2 ``presence`` (0/1 at
-  the model's threshold); cells invalid in the covariates are nodata in both;
-- ``suitability_map.png``: the probability surface with a colour bar (nodata grey), read from the COG's
-  overviews so drawing it is bounded too.
+  the model's threshold) and, for a model saved with a covariate reference, band 3 ``mess`` (MESS,
+  `serving.similarity`, floored at `MESS_FLOOR` to stay clear of nodata); cells invalid in the covariates are
+  nodata in every band;
+- ``suitability_map.png``: the probability surface with a colour bar (nodata grey), extrapolated cells (MESS < 0)
+  hatched, read from the COG's overviews so drawing it is bounded too.
 """
 
 from __future__ import annotations
@@ -26,43 +28,55 @@ from biodiv_core.serving.scoring import ModelInputs, score
 SURFACE_FILE = "suitability.tif"
 SURFACE_MAP_FILE = "suitability_map.png"
 BANDS = ("probability", "presence")
+MESS_BAND = "mess"
+MESS_FLOOR = -1000.0  # ten training ranges beyond the edge: flagged all the same, and never the nodata value
 OUTPUT_NODATA = -9999.0
 MAP_PIXELS = 800  # longest side of the PNG's source image
 GDAL_CACHE_BYTES = 32 * 2**20  # GDAL's block cache would otherwise grow with the raster (5% of RAM)
 
 
 def output_nodata(stack: CovariateStack) -> float:
-    """The covariates' nodata when it cannot be mistaken for a probability or a class, else -9999."""
+    """The covariates' nodata when it cannot be mistaken for a probability, a class or a MESS, else -9999."""
     nodata = stack.nodata
-    if nodata is None or np.isnan(nodata) or 0.0 <= nodata <= 1.0:
+    if nodata is None or np.isnan(nodata) or MESS_FLOOR <= nodata <= 100.0:
         return OUTPUT_NODATA
     return float(np.float32(nodata))
 
 
-def _score_window(frame, valid, model, inputs: ModelInputs, nodata: float) -> tuple[np.ndarray, np.ndarray, dict]:
-    probability = np.full(valid.shape, nodata, dtype=np.float32)
-    presence = np.full(valid.shape, nodata, dtype=np.float32)
+def _score_window(frame, valid, model, inputs: ModelInputs, nodata: float) -> tuple[list[np.ndarray], dict]:
+    """The window's bands (probability, presence, and mess with a reference) and its unseen-level counts."""
+    names = _bands(inputs)
+    bands = [np.full(valid.shape, nodata, dtype=np.float32) for _ in names]
     unseen: dict = {}
     if len(frame):
         scored = score(frame, model, inputs)
-        p = scored["probability"].to_numpy(dtype=np.float32)
-        probability[valid] = p
-        presence[valid] = scored["presence"].to_numpy(dtype=np.float32)
+        for band, name in zip(bands, names, strict=True):
+            values = scored[name].to_numpy(dtype=np.float32)
+            if name == MESS_BAND:
+                np.maximum(values, MESS_FLOOR, out=values)  # NaN stays NaN: nothing known there
+                values[np.isnan(values)] = nodata
+            band[valid] = values
         unseen = scored.attrs.get("unseen_levels", {})
-    return probability, presence, unseen
+    return bands, unseen
+
+
+def _bands(inputs: ModelInputs) -> tuple[str, ...]:
+    return BANDS if inputs.reference is None else (*BANDS, MESS_BAND)
 
 
 class _Totals:
     """Running figures over the scored cells (no cell is kept)."""
 
     def __init__(self) -> None:
-        self.cells = self.present = 0
+        self.cells = self.present = self.extrapolated = 0
         self.total = 0.0
         self.histogram = np.zeros(1000, dtype=np.int64)
         self.unseen: dict[str, int] = {}
 
-    def add(self, probability: np.ndarray, presence: np.ndarray, unseen: dict) -> None:
+    def add(self, probability: np.ndarray, presence: np.ndarray, unseen: dict, mess: np.ndarray | None) -> None:
         self.cells += len(probability)
+        if mess is not None:
+            self.extrapolated += int((mess < 0).sum())
         self.present += int(presence.sum())
         self.total += float(probability.sum(dtype=np.float64))
         self.histogram += np.bincount(np.minimum((probability * 1000).astype(np.int64), 999), minlength=1000)
@@ -94,7 +108,7 @@ def predict_surface(
         "driver": "GTiff",
         "width": stack.width,
         "height": stack.height,
-        "count": len(BANDS),
+        "count": len(_bands(inputs)),
         "dtype": "float32",
         "crs": stack.crs,
         "transform": stack.transform,
@@ -106,23 +120,31 @@ def predict_surface(
     totals = _Totals()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         with opened(stack, inputs.features) as datasets, rasterio.open(staging, "w", **profile) as dst:
-            for band, name in enumerate(BANDS, start=1):
+            for band, name in enumerate(_bands(inputs), start=1):
                 dst.set_band_description(band, name)
             for window in windows(stack, window_cells):
                 frame, valid = read_window(stack, datasets, window)
-                probability, presence, unseen = _score_window(frame, valid, model, inputs, nodata)
+                bands, unseen = _score_window(frame, valid, model, inputs, nodata)
                 del frame
-                totals.add(probability[valid], presence[valid], unseen)
-                dst.write(probability, 1, window=window)
-                dst.write(presence, 2, window=window)
+                mess = bands[2][valid] if len(bands) > 2 else None
+                totals.add(bands[0][valid], bands[1][valid], unseen, mess)
+                for index, values in enumerate(bands, start=1):
+                    dst.write(values, index, window=window)
         # The COG driver writes tiles and overviews from the staged file; it cannot be written window by window.
         rasterio.shutil.copy(staging, output / SURFACE_FILE, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256)
         staging.unlink()
-        preview = _preview(output / SURFACE_FILE)
+        preview = _preview(output / SURFACE_FILE, 1)
+        extrapolated = None if inputs.reference is None else _preview(output / SURFACE_FILE, 3).filled(0.0) < 0
     left, bottom, right, top = stack.bounds
     plot_surface(
-        preview, (left, right, bottom, top), output / SURFACE_MAP_FILE, title, geographic=stack.crs.is_geographic
+        preview,
+        (left, right, bottom, top),
+        output / SURFACE_MAP_FILE,
+        title,
+        geographic=stack.crs.is_geographic,
+        extrapolated=extrapolated,
     )
+    share = totals.extrapolated / totals.cells if totals.cells else float("nan")
     cells = stack.width * stack.height
     return {
         "suitability_raster": str(output / SURFACE_FILE),
@@ -133,15 +155,16 @@ def predict_surface(
         "surface_probability_median": totals.quantile(0.5),
         "surface_share_present": totals.present / totals.cells if totals.cells else float("nan"),
         "surface_unseen_levels": totals.unseen,
+        "surface_extrapolated_share": None if inputs.reference is None else share,
         "threshold": inputs.threshold,
     }
 
 
-def _preview(path: Path) -> np.ma.MaskedArray:
-    """Band 1 at most MAP_PIXELS on its longest side (GDAL reads the nearest overview)."""
+def _preview(path: Path, band: int) -> np.ma.MaskedArray:
+    """``band`` at most MAP_PIXELS on its longest side (GDAL reads the nearest overview)."""
     import rasterio
 
     with rasterio.open(path) as src:
         scale = max(1.0, max(src.width, src.height) / MAP_PIXELS)
         shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        return src.read(1, out_shape=shape, masked=True)
+        return src.read(band, out_shape=shape, masked=True)

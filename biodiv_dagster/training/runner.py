@@ -320,6 +320,9 @@ def partition_summary(
         "endpoint_location": deployment.get("endpoint_location"),
         # The surface of the latest habitat map (None without covariate rasters or before a map is made).
         "suitability_raster": habitat.get("suitability_raster"),
+        # Where the map extrapolates (MESS < 0): share of the site's points, and of the surface's cells.
+        "extrapolated_share": habitat.get("extrapolated_share"),
+        "surface_extrapolated_share": habitat.get("surface_extrapolated_share"),
         "correlation_id": model.get("correlation_id") or prepared.get("correlation_id"),
     }
 

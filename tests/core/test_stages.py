@@ -82,7 +82,7 @@ def test_stages_chain(tmp_path, prepared, params_file):
     features = pd.read_parquet(prepared / "features.parquet").head(20)
     raw = features.astype({c: object for c in features.select_dtypes("category").columns})  # text, as in a CSV
     predicted = mlflow.pyfunc.load_model(deployed["model_uri"]).predict(raw)
-    assert list(predicted.columns) == ["gbifid", "probability", "presence"]
+    assert list(predicted.columns) == ["gbifid", "probability", "presence", "mess", "extrapolated"]
     assert predicted["gbifid"].tolist() == raw["gbifid"].tolist()
     probabilities = predicted["probability"].to_numpy()
     assert probabilities.shape == (20,) and ((probabilities > 0) & (probabilities < 1)).all()

@@ -39,7 +39,9 @@ def test_saved_model_loads_with_pyfunc_and_predicts_probabilities(tmp_path, cate
     loaded = mlflow.pyfunc.load_model(str(path))
     # As a CSV reads: text, not pandas categories (MLflow's enforcement of a string column rejects those).
     predicted = loaded.predict(features.head(50).astype({"cover": str} if categorical else {}))
-    assert list(predicted.columns) == ["probability", "presence"]  # no gbifid in the input: none out
+    # No gbifid in the input: none out. Saved with the training frame: extrapolation flags.
+    assert list(predicted.columns) == ["probability", "presence", "mess", "extrapolated"]
+    assert not predicted["extrapolated"].any()  # training rows are never outside the training ranges
     expected = predict_proba(booster, features.head(50))
     np.testing.assert_allclose(predicted["probability"], expected)
     assert predicted["presence"].tolist() == (expected >= 0.4).astype(int).tolist()

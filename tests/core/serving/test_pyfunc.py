@@ -20,6 +20,7 @@ from biodiv_core.serving import scoring
 from biodiv_core.serving.pyfunc import load_folder
 
 SITE, SPECIES, THRESHOLD = "yellowstone", "Lynx canadensis", 0.35
+SCORED = ["gbifid", "probability", "presence", "mess", "extrapolated"]  # train_to_deploy saves the reference
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_pyfunc_scores_the_raw_features_file(deployed, raw):
     assert "land_cover" in raw.columns and raw["land_cover"].dtype == object
     model = mlflow.pyfunc.load_model(deployed["model"])
     out = model.predict(raw)
-    assert list(out.columns) == ["gbifid", "probability", "presence"]
+    assert list(out.columns) == SCORED
     assert len(out) == len(raw) and out["gbifid"].tolist() == raw["gbifID"].tolist()  # every row, input order
     np.testing.assert_allclose(out["probability"], expected_probability(deployed, raw), rtol=1e-9)
     assert out["presence"].tolist() == (out["probability"] >= THRESHOLD).astype(int).tolist()
@@ -81,7 +82,7 @@ def test_pyfunc_scores_the_raw_features_file(deployed, raw):
     assert again["gbifid"].tolist() == shuffled["gbifID"].tolist()
     features = Model.load(deployed["model"]).metadata["features"]
     bare = model.predict(raw[features])
-    assert list(bare.columns) == ["probability", "presence"]
+    assert list(bare.columns) == SCORED[1:]
     np.testing.assert_allclose(bare["probability"], out["probability"])
 
 
@@ -100,7 +101,7 @@ def test_folder_signature_example_and_metadata(deployed, raw):
     assert inputs.input_names() == ["gbifid", "gbifID", *features]
     types = {spec.name: spec.type.name for spec in inputs.inputs}
     assert types["land_cover"] == "string" and types["elevation"] == "double" and types["gbifid"] == "long"
-    assert meta.signature.outputs.input_names() == ["gbifid", "probability", "presence"]
+    assert meta.signature.outputs.input_names() == SCORED
     example = meta.load_input_example(folder)
     assert list(example.columns) == ["gbifid", *features] and len(example) > 0
     predicted = mlflow.pyfunc.load_model(folder).predict(example)
@@ -154,7 +155,7 @@ def test_bad_input_gets_clear_errors(deployed, raw):
     with pytest.raises(DataContractError, match=r"'elevation' must be numeric.*'high'"):
         load_folder(deployed["model"]).predict(text)
     empty = model.predict(raw.head(0))
-    assert list(empty.columns) == ["gbifid", "probability", "presence"] and len(empty) == 0
+    assert list(empty.columns) == SCORED and len(empty) == 0
 
 
 def test_scoring_recodes_integral_levels_and_checks_the_threshold():
@@ -174,7 +175,7 @@ def test_mlflow_models_predict_cli_on_the_csv(deployed, raw, tmp_path):
     source = tmp_path / "raw.csv"
     raw.head(200).to_csv(source, index=False)
     result = mlflow_models_predict(deployed["model"], source, tmp_path)
-    assert list(result.columns) == ["gbifid", "probability", "presence"]
+    assert list(result.columns) == SCORED
     assert result["gbifid"].tolist() == raw["gbifID"].head(200).tolist()
     np.testing.assert_allclose(result["probability"], expected_probability(deployed, raw.head(200)), rtol=1e-6)
 

@@ -1,6 +1,7 @@
 """Suitability surfaces: every valid cell through the one scoring path, in windows, as a COG and a map."""
 
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +15,22 @@ from biodiv_core.data.generate import generate_datastore
 from biodiv_core.data.rasters import open_covariates
 from biodiv_core.serving import surface
 from biodiv_core.serving.scoring import model_inputs, score
+from biodiv_core.serving.similarity import build_reference
 
 SITE, SPECIES = "yellowstone", "Lynx canadensis"
 NOT_FEATURES = ["gbifid", "decimallatitude", "decimallongitude"]
 
 
-def _fit(root):
+def _training(root):
     features = ds.read_table(ds.features_dir(root, SITE))
     gold = ds.read_table(ds.species_file(root, SITE, SPECIES), columns=["gbifid", "occurrencestatus"])
     labelled = features.merge(gold, on="gbifid")
     y = (labelled["occurrencestatus"] == "PRESENT").astype(int).to_numpy()
-    X = labelled.drop(columns=[*NOT_FEATURES, "occurrencestatus"])
+    return labelled.drop(columns=[*NOT_FEATURES, "occurrencestatus"]), y
+
+
+def _fit(root):
+    X, y = _training(root)
     booster = train_booster(X, y, rounds=80)
     return booster, model_inputs(booster, X, threshold=0.35)
 
@@ -80,6 +86,30 @@ def test_surface_is_the_scoring_path_on_every_valid_cell_whatever_the_window(sit
     assert Path(small["suitability_map"]).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_mess_band_flags_the_cells_outside_the_training_conditions(site, tmp_path):
+    root, stack, booster, inputs = site
+    assert len(surface._bands(inputs)) == 2  # a model without a reference: no MESS band (checked above)
+    # The reference of the low half of the training elevations: the high cells lie outside it.
+    X, _ = _training(root)
+    low = X[X["elevation"] <= X["elevation"].median()]
+    with_reference = replace(inputs, reference=build_reference(low, inputs.features, inputs.categories))
+    result = surface.predict_surface(stack, booster, with_reference, _mkdir(tmp_path / "m"), window_cells=211)
+    with rasterio.open(result["suitability_raster"]) as src:
+        assert src.count == 3 and src.descriptions == (*surface.BANDS, surface.MESS_BAND)
+        mess = src.read(3)
+    valid = np.ones((stack.height, stack.width), dtype=bool)
+    valid[:5, :7] = False
+    assert (mess[~valid] == -9999.0).all()
+    expected = score(_all_cells(stack)[valid.ravel()], booster, with_reference)
+    np.testing.assert_allclose(mess[valid], np.maximum(expected["mess"], surface.MESS_FLOOR), rtol=1e-5, atol=1e-4)
+    share = result["surface_extrapolated_share"]
+    assert share == pytest.approx(expected["extrapolated"].mean()) and 0.2 < share < 0.8
+    cells = _all_cells(stack)[valid.ravel()]
+    high = (cells["elevation"] > low["elevation"].max()).to_numpy()
+    assert expected["extrapolated"].to_numpy()[high].all()
+    assert Path(result["suitability_map"]).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_surface_correlates_with_the_true_probability_surface(site, tmp_path):
     root, stack, booster, inputs = site
     result = surface.predict_surface(stack, booster, inputs, _mkdir(tmp_path / "s"))
@@ -113,6 +143,8 @@ def test_memory_follows_the_window_not_the_raster(tmp_path, monkeypatch):
         root = tmp_path / f"s{size}"
         generate_datastore(root, sites=[SITE], species=[SPECIES], rows=600, raster_size=size, n_covariates=6)
         booster, inputs = _fit(root)
+        X, _ = _training(root)  # with the MESS band: its pass is bounded by the window too
+        inputs = replace(inputs, reference=build_reference(X, inputs.features, inputs.categories))
         stack = open_covariates(ds.covariates_dir(root, SITE), inputs.features)
         peaks[size] = _peak_bytes(stack, booster, inputs, _mkdir(tmp_path / f"out{size}"), cells=window)
     frame_bytes = window * len(inputs.features) * 8  # one window's cells x features as float64

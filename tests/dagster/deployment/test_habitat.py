@@ -70,7 +70,11 @@ def test_missing_columns_are_data_contract_errors_and_leave_no_output(site, tmp_
 
 
 def _deployed_model(tmp_path, data_root, threshold, raster_size=0):
-    """Generated site data, a LightGBM model on it saved as an MLflow model, registered in the local registry."""
+    """Generated site data, a LightGBM model on it saved as an MLflow model, registered in the local registry.
+
+    With rasters the model is saved as train_to_deploy saves it (covariate reference included); without, as a bare
+    MLflow LightGBM model, like the ones saved before extrapolation flags.
+    """
     import mlflow.lightgbm
 
     from biodiv_core.data.datastore import read_table, species_file
@@ -88,9 +92,14 @@ def _deployed_model(tmp_path, data_root, threshold, raster_size=0):
     X["land_cover"] = X["land_cover"].astype("category")
     booster = train_booster(X, (labelled["occurrencestatus"] == "PRESENT").astype(int).to_numpy(), rounds=30)
     model_dir = tmp_path / "lgbm_gbif_model"
-    mlflow.lightgbm.save_model(
-        booster, str(model_dir), pip_requirements=["lightgbm"], metadata={"threshold": threshold}
-    )
+    if raster_size:
+        from biodiv_core.serving.mlflow_model import save_model
+
+        save_model(booster, tmp_path, sample=X, threshold=threshold)
+    else:
+        mlflow.lightgbm.save_model(
+            booster, str(model_dir), pip_requirements=["lightgbm"], metadata={"threshold": threshold}
+        )
     backend = LocalDeploymentBackend()
     version = backend.register(str(model_dir), "lgbm-yellowstone-lynx-canadensis", tags={"roc_auc": 0.8})
     return backend, version, len(features)
@@ -138,6 +147,9 @@ def test_habitat_suitability_asset_maps_the_deployed_model_over_the_site(tmp_pat
     table = pd.read_parquet(metadata["table"])
     assert len(table) == n_points and table["probability"].between(0, 1).all()
     assert (table["predicted"] == (table["probability"] >= 0.3)).all()
+    # A model saved without a covariate reference (before extrapolation flags): scored, no flags, a note why.
+    assert "mess" not in table.columns and "extrapolated_share" not in metadata
+    assert "without a covariate reference" in metadata["extrapolation_note"]
 
 
 def _materialize_habitat(tmp_path, data_root, backend, version):
@@ -173,7 +185,10 @@ def _materialize_habitat(tmp_path, data_root, backend, version):
         [event] = result.asset_materializations_for_node("habitat_suitability")
         metadata = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
         # `biodiv run --json` reports the surface of the partition's latest map.
-        assert partition_summary(instance, key)["suitability_raster"] == metadata.get("suitability_raster")
+        summary = partition_summary(instance, key)
+        assert summary["suitability_raster"] == metadata.get("suitability_raster")
+        assert summary["extrapolated_share"] == metadata.get("extrapolated_share")
+        assert summary["surface_extrapolated_share"] == metadata.get("surface_extrapolated_share")
         return metadata, None
 
 
@@ -190,13 +205,21 @@ def test_with_covariate_rasters_the_asset_maps_every_cell_and_tracks_the_true_su
     assert metadata["map"] == metadata["suitability_map"] and metadata["suitability_map"].endswith(".png")
     assert "data:image/png;base64," in metadata["map_image"]
     with rasterio.open(metadata["suitability_raster"]) as ours:
-        assert ours.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ours.descriptions == ("probability", "presence")
-        probability, presence = ours.read(1), ours.read(2)
+        assert ours.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert ours.descriptions == ("probability", "presence", "mess")
+        probability, presence, mess = ours.read(1), ours.read(2), ours.read(3)
     with rasterio.open(truth_surface_file(data_root, "yellowstone", "Lynx canadensis")) as truth:
         pearson = np.corrcoef(probability.ravel(), truth.read(1).ravel())[0, 1]
     assert pearson >= 0.8, pearson
     assert (presence == (probability >= 0.3)).all()
     assert metadata["surface_share_present"] == pytest.approx(presence.mean())
+    # The points are cells of these rasters: few cells lie outside the training conditions.
+    assert metadata["surface_extrapolated_share"] == pytest.approx((mess < 0).mean())
+    assert metadata["surface_extrapolated_share"] <= 0.2
+    table = pd.read_parquet(metadata["table"])
+    assert (table["extrapolated"] == (table["mess"] < 0)).all()
+    assert metadata["extrapolated_share"] == pytest.approx(table["extrapolated"].mean())
+    assert metadata["extrapolated_share"] <= 0.2
 
 
 def test_a_broken_raster_folder_fails_the_asset_with_the_files_named(tmp_path):

@@ -116,7 +116,8 @@ def test_served_model_scores_raw_rows_and_answers_bad_input_with_a_400(server):
     status, body = _post(f"{base}/invocations", _split(raw))
     assert status == 200, body
     rows = body["predictions"]
-    assert [set(row) for row in rows[:1]] == [{"gbifid", "probability", "presence"}]
+    assert [set(row) for row in rows[:1]] == [{"gbifid", "probability", "presence", "mess", "extrapolated"}]
+    assert all(isinstance(row["extrapolated"], bool) and row["extrapolated"] == (row["mess"] < 0) for row in rows)
     assert [row["gbifid"] for row in rows] == raw["gbifid"].tolist()  # every row, in input order
     np.testing.assert_allclose([row["probability"] for row in rows], expected, rtol=1e-9)
     assert [row["presence"] for row in rows] == [int(p >= 0.4) for p in expected]  # the model's threshold
