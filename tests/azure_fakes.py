@@ -7,7 +7,8 @@ answer would be. A job's command runs in a code snapshot built with azure-ai-ml'
 handling, with `${{inputs.x}}` / `${{outputs.x}}` replaced by local folders:
 
 - ``azureml:<name>:<version>`` -> the folder registered for that data asset version,
-- ``azureml://datastores/<ds>/paths/<p>`` -> ``<root>/datastores/<ds>/<p>`` (outputs are created, as a mount is),
+- ``azureml://datastores/<ds>/paths/<p>`` -> ``<root>/datastores/<ds>/<p>`` (outputs are created, as a mount is,
+  and refuse directory renames inside them as blobfuse does: ``fake_job_site/sitecustomize.py``),
 - a local path -> itself (the SDK would upload it).
 
 Models: the registry rewrites a short datastore path to the long ``azureml://subscriptions/...`` form (as the SDK
@@ -52,6 +53,7 @@ DATASTORE_URI = re.compile(
 )
 JOB_ARTIFACT_URI = re.compile(r"azureml://jobs/([^/]+)/outputs/artifacts/paths/(.+?)/?")
 ARTIFACT_DATASTORE = "workspaceartifactstore"
+FAKE_JOB_SITE = Path(__file__).parent / "fake_job_site"  # sitecustomize: no editable biodiv, blobfuse renames
 
 
 class FakePoller:
@@ -250,9 +252,11 @@ class FakeJobOperations:
         command = props.command
         for name, spec in (props.inputs or {}).items():
             command = command.replace(f"${{{{inputs.{name}}}}}", str(self._client.resolve_input(spec.uri)))
+        mounts = []
         for name, spec in (props.outputs or {}).items():
             folder = self._client.datastore_path(spec.uri)
             folder.mkdir(parents=True, exist_ok=True)
+            mounts.append(str(folder))
             command = command.replace(f"${{{{outputs.{name}}}}}", str(folder))
         if "${{" in command:
             raise ValueError(f"unresolved placeholder in {command!r}")
@@ -267,6 +271,9 @@ class FakeJobOperations:
             "AZUREML_RUN_ID": job.name,
             "AZUREML_EXPERIMENT_NAME": props.experiment_name or "",
             "MLFLOW_TRACKING_URI": self._client.tracking_uri,
+            # Outputs behave as blobfuse read-write mounts: no directory rename inside them (fake_job_site).
+            "PYTHONPATH": str(FAKE_JOB_SITE),
+            "BIODIV_FAKE_MOUNTS": "\n".join(mounts),
             **(props.environment_variables or {}),
         }
         return command, cwd, env
