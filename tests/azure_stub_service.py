@@ -35,6 +35,8 @@ WORKSPACE = "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Mac
 VERSIONED = {"environments": "EnvironmentVersion", "models": "ModelVersion", "data": "DataVersionBase"}
 CONTAINERS = {"environments": "EnvironmentContainer", "models": "ModelContainer", "data": "DataContainer"}
 LOCATION = "westeurope"
+DISCOVERY_KEYS = ("api", "catalog", "experimentation", "gallery", "history", "hyperdrive", "labeling",
+                  "modelmanagement", "pipelines")  # fmt: skip
 # What the service fills in when a version is created without them (azure-ai-ml reads them back).
 SERVICE_DEFAULTS = {"environments": {"osType": "Linux"}, "models": {"flavors": {}}, "data": {}}
 
@@ -136,6 +138,7 @@ class StubService(HttpTransport):
         self.requests: list[Recorded] = []
         self._operations: dict[str, list[str]] = {}  # operation id -> statuses still to answer
         self.polls: list[str] = []  # long-running-operation status answers, in order
+        self.run_details: dict[str, dict] = {}  # job name -> run history RunDetails JSON
 
     # HttpTransport
     def __enter__(self):
@@ -158,6 +161,11 @@ class StubService(HttpTransport):
         path = url.path
         if path.startswith("/operations/"):
             return self._operation(request, path.rsplit("/", 1)[-1])
+        if path.endswith("/discovery"):  # the workspace's discoveryUrl: where run history lives
+            base = f"https://{LOCATION}.api.azureml.ms"
+            return _Response(request, 200, {key: base for key in DISCOVERY_KEYS} | {"studio": "https://ml.azure.com"})
+        if path.startswith("/history/"):
+            return self._run_history(request, path)
         if path.lower() == self.prefix.lower() and request.method == "GET":  # the SDK reads the region
             self.requests.append(Recorded("GET", "", api, None, {}))
             return _Response(request, 200, self._workspace())
@@ -308,6 +316,43 @@ class StubService(HttpTransport):
             status_url = f"https://management.azure.com/operations/{operation}?api-version={api}"
             return _Response(request, 201, answer, {"Azure-AsyncOperation": status_url, "Retry-After": "0"})
         return self._error(request, 400, f"stub: {request.method} {path} is not emulated")
+
+    def seed_job(self, name: str, body: dict, status: str, error: tuple[str, str] | None = None) -> dict:
+        """A job as the service keeps it after submission (``body``: the REST JobBase azure-ai-ml would send)."""
+        check_body("JobBase", body)
+        stored = self._resource(f"jobs/{name}", body, "")
+        stored["properties"]["status"] = status
+        stored["properties"]["services"] = {
+            "Studio": {"jobServiceType": "Studio", "endpoint": f"https://ml.azure.com/runs/{name}?wsid={self.prefix}"}
+        }
+        details: dict[str, Any] = {"runId": name, "status": status}
+        if error:
+            details["error"] = {"error": {"code": error[0], "message": error[1]}}
+        self.run_details[name] = details
+        return stored
+
+    def _jobs(self, request, parts, api, body, query):
+        path = "/".join(parts)
+        if request.method == "GET" and len(parts) == 2:
+            return self._get(request, path)
+        if request.method == "POST" and len(parts) == 3 and parts[2] == "cancel":
+            job = self.resources.get(f"jobs/{parts[1]}".lower())
+            if job is None:
+                return self._error(request, 404, f"job {parts[1]} not found")
+            job["properties"]["status"] = "Canceled"
+            self.run_details[parts[1]]["status"] = "Canceled"
+            operation = uuid.uuid4().hex
+            self._operations[operation] = ["Succeeded"]
+            location = f"https://management.azure.com/operations/{operation}?api-version={api}"
+            return _Response(request, 202, None, {"Location": location, "Retry-After": "0"})
+        return self._error(request, 400, f"stub: {request.method} {path} is not emulated")
+
+    def _run_history(self, request, path: str):
+        match = re.search(r"/runs/([^/]+)/details$", path)
+        self.requests.append(Recorded(request.method, path, "", None, {}))
+        if not match or match.group(1) not in self.run_details:
+            return self._error(request, 404, f"run {path} not found")
+        return _Response(request, 200, self.run_details[match.group(1)])
 
     def _operation(self, request, operation: str):
         statuses = self._operations.get(operation)
