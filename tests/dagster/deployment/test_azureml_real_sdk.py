@@ -29,7 +29,8 @@ def service():
 
 @pytest.fixture
 def client(service):
-    return MLClient(StubCredential(), SUB, GROUP, WS, transport=service)
+    # The stub answers Retry-After: 0, on which the SDK's pollers wait polling_interval (30 s by default).
+    return MLClient(StubCredential(), SUB, GROUP, WS, transport=service, polling_interval=0.01)
 
 
 @pytest.fixture

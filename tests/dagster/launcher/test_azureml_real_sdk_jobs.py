@@ -27,7 +27,8 @@ def stub(monkeypatch):
                        "AZUREML_COMPUTE": "cpu-cluster"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
     service = StubService(SUB, GROUP, WS)
-    return service, MLClient(StubCredential(), SUB, GROUP, WS, transport=service)
+    # The stub answers Retry-After: 0, on which the SDK's pollers wait polling_interval (30 s by default).
+    return service, MLClient(StubCredential(), SUB, GROUP, WS, transport=service, polling_interval=0.01)
 
 
 def _submitted_body(service) -> dict:
