@@ -23,6 +23,7 @@ from typing import Any
 
 from azureml_steps import reporting
 from azureml_steps._orphan import exit_with_parent
+from biodiv_core.atomic import require_complete
 from biodiv_core.step_args import CORRELATION_ENV, StepArgs
 from biodiv_core.threads import native_thread_limit
 from biodiv_core.training.progress import PROGRESS_LOGGER
@@ -144,6 +145,14 @@ def _on_sigterm(handler):
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _require_upstream(args: StepArgs) -> None:
+    """Refuse an upstream output folder its step never finished (written in place without its marker)."""
+    locations = args.inputs()
+    for field, asset in args.upstream_assets().items():
+        if locations.get(field):
+            require_complete(locations[field], asset)
+
+
 def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     """Call ``main(args)`` inside the reporting session and turn errors into exit codes."""
     # SIGTERM (a cancelled AzureML job, `kill`, a container stop) unwinds like Ctrl-C: MLflow runs end FAILED
@@ -157,6 +166,7 @@ def run_step(args: StepArgs, main: Callable[[StepArgs], Any]) -> int:
     threads = getattr(args, "num_threads", None)
     with reporting.session(), native_thread_limit(threads) if threads else contextlib.nullcontext():
         try:
+            _require_upstream(args)
             main(args)
         except Exception as exc:
             user_error = _user_error(exc)

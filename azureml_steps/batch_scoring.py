@@ -29,6 +29,7 @@ if _CODE_ROOT not in sys.path:
 import pandas as pd  # noqa: E402
 
 from biodiv_core.errors import BiodivError, DataContractError  # noqa: E402
+from biodiv_core.serving.batch_scoring import failed_file_line  # noqa: E402
 
 logger = logging.getLogger("biodiv.batch_scoring")
 MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
@@ -77,7 +78,7 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
         try:
             frames.append(score_file(os.fspath(path)))
         except BiodivError as exc:
-            failures.append(f"{path}: {exc}")
+            failures.append(failed_file_line(path, exc))
     if failures:
         # Raised, not skipped: the driver counts this mini-batch as failed against error_threshold.
         raise DataContractError(

@@ -15,7 +15,10 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from biodiv_core.atomic import COMPLETE_MARKER, COMPLETE_MARKER_KEY
 
 logger = logging.getLogger("azureml_steps")
 
@@ -179,8 +182,13 @@ def number(value: Any) -> dict[str, Any]:
 
 
 def common(output: str | os.PathLike, args: Any) -> dict[str, Any]:
-    """Keys every output reports: its folder and the run's correlation id (``args``: the step's StepArgs)."""
-    return {"path": path(output), "correlation_id": text(args.correlation_id or "")}
+    """Keys every output reports: its folder, the run's correlation id (``args``: the step's StepArgs) and, for a
+    folder written in place, its completion marker (`biodiv_core.atomic`; the launcher requires it then)."""
+    keys = {"path": path(output), "correlation_id": text(args.correlation_id or "")}
+    marker = Path(output) / COMPLETE_MARKER
+    if marker.is_file():
+        keys[COMPLETE_MARKER_KEY] = path(marker)
+    return keys
 
 
 def mlflow_run(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ answer would be. A job's command runs in a code snapshot built with azure-ai-ml'
 handling, with `${{inputs.x}}` / `${{outputs.x}}` replaced by local folders:
 
 - ``azureml:<name>:<version>`` -> the folder registered for that data asset version,
-- ``azureml://datastores/<ds>/paths/<p>`` -> ``<root>/datastores/<ds>/<p>`` (outputs are created, as a mount is),
+- ``azureml://datastores/<ds>/paths/<p>`` -> ``<root>/datastores/<ds>/<p>`` (outputs are created, as a mount is,
+  and refuse directory renames inside them as blobfuse does: ``fake_job_site/sitecustomize.py``),
 - a local path -> itself (the SDK would upload it).
 
 Models: the registry rewrites a short datastore path to the long ``azureml://subscriptions/...`` form (as the SDK
@@ -52,6 +53,7 @@ DATASTORE_URI = re.compile(
 )
 JOB_ARTIFACT_URI = re.compile(r"azureml://jobs/([^/]+)/outputs/artifacts/paths/(.+?)/?")
 ARTIFACT_DATASTORE = "workspaceartifactstore"
+FAKE_JOB_SITE = Path(__file__).parent / "fake_job_site"  # sitecustomize: no editable biodiv, blobfuse renames
 
 
 class FakePoller:
@@ -166,8 +168,23 @@ class FakeJobOperations:
                 job.done.set()
         return FakePoller()
 
-    def list(self, **kwargs: Any):
+    def list(self, parent_job_name: str | None = None, **kwargs: Any):
+        if parent_job_name is not None:
+            return []  # the fake's batch jobs run their driver in the job itself: no child runs
         return [self._entity(job) for job in self._jobs.values()]
+
+    def download(self, name: str, download_path: str | os.PathLike = ".", all: bool = False, **kwargs: Any) -> None:
+        """Logs to ``<download_path>/artifacts/``; a batch job's scoring output into ``<download_path>`` itself."""
+        job = self._get_record(name)
+        if job.status not in {"Completed", "Failed", "Canceled", "NotResponding"}:
+            raise ValueError(f"(UserError) job {name} is {job.status}: download is allowed only in terminal states")
+        folder = Path(self._client.root) / "jobs" / name
+        for source, target in (
+            (folder / "artifacts", Path(download_path) / "artifacts"),
+            (folder / "score", Path(download_path)),
+        ):
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
 
     # helpers for tests
     def wait_all(self, timeout: float = 60) -> None:
@@ -250,9 +267,11 @@ class FakeJobOperations:
         command = props.command
         for name, spec in (props.inputs or {}).items():
             command = command.replace(f"${{{{inputs.{name}}}}}", str(self._client.resolve_input(spec.uri)))
+        mounts = []
         for name, spec in (props.outputs or {}).items():
             folder = self._client.datastore_path(spec.uri)
             folder.mkdir(parents=True, exist_ok=True)
+            mounts.append(str(folder))
             command = command.replace(f"${{{{outputs.{name}}}}}", str(folder))
         if "${{" in command:
             raise ValueError(f"unresolved placeholder in {command!r}")
@@ -267,6 +286,9 @@ class FakeJobOperations:
             "AZUREML_RUN_ID": job.name,
             "AZUREML_EXPERIMENT_NAME": props.experiment_name or "",
             "MLFLOW_TRACKING_URI": self._client.tracking_uri,
+            # Outputs behave as blobfuse read-write mounts: no directory rename inside them (fake_job_site).
+            "PYTHONPATH": str(FAKE_JOB_SITE),
+            "BIODIV_FAKE_MOUNTS": "\n".join(mounts),
             **(props.environment_variables or {}),
         }
         return command, cwd, env
@@ -433,6 +455,43 @@ class FakeBatchEndpointOperations:
 
     def list(self, **kwargs: Any):
         return [self.get(name) for name in self._items]
+
+    def invoke(self, endpoint_name: str, *, deployment_name: str | None = None, inputs: dict | None = None, **kw: Any):
+        """A batch job: the default deployment's scoring script run by tests/batch_driver.py as a command job
+        (its settings: error_threshold, max_retries; one file per mini-batch), errors in ``logs/user/error``."""
+        import uuid
+
+        from azure.ai.ml import command
+
+        endpoint = self.get(endpoint_name)
+        deployment_name = deployment_name or endpoint.defaults.deployment_name
+        rest = self._client.batch_deployments._items[(endpoint_name, deployment_name)].properties
+        if rest.code_configuration is None:
+            raise ValueError("fake: only scoring-script deployments are invoked")
+        if set(inputs or {}) != {"input"}:
+            raise ValueError("(UserError) a batch endpoint takes one input named 'input'")
+        source = self._client.resolve_input(str(inputs["input"].path))
+        model_name, _, version = str(rest.model.asset_id).removeprefix("azureml:").partition(":")
+        model = self._client.datastore_path(str(self._client.models.get(model_name, version).path))
+        name = f"batchjob-{uuid.uuid4()}"
+        job_dir = Path(self._client.root) / "jobs" / name
+        driver = (
+            f"python {Path(__file__).parent / 'batch_driver.py'} --code . "
+            f"--scoring-script {rest.code_configuration.scoring_script} --model-dir {model} --input {source} "
+            f"--output {job_dir / 'score' / 'predictions.csv'} --log-dir {job_dir / 'artifacts'} "
+            f"--mini-batch-size {rest.mini_batch_size} --error-threshold {rest.error_threshold} "
+            f"--max-retries {rest.retry_settings.max_retries if rest.retry_settings else 0}"
+        )
+        (job_dir / "score").mkdir(parents=True, exist_ok=True)
+        job = command(
+            name=name,
+            command=driver,
+            code=str(self._client.code_snapshot(rest.code_configuration.code_id)),
+            environment=rest.environment_id,
+            compute=rest.compute,
+            tags={"azureml.batchrun": "true", "endpoint": endpoint_name, "deployment": deployment_name},
+        )
+        return self._client.jobs.create_or_update(job)
 
 
 class FakeBatchDeploymentOperations:

@@ -2,6 +2,7 @@
 
     python tests/batch_driver.py --code SNAPSHOT --scoring-script azureml_steps/batch_scoring.py --model-dir DIR
         --input FOLDER --output predictions.csv [--mini-batch-size N] [--error-threshold T] [--max-retries R]
+        [--log-dir DIR]
 
 What the driver does (azure-ai-ml batch deployments, output_action append_row): imports the scoring script from
 the code snapshot with only the script's folder on sys.path, sets AZUREML_MODEL_DIR, calls ``init()`` once, then
@@ -48,6 +49,15 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _log_error(log_dir: str | None, batch: list[str], exc: Exception) -> None:
+    """``logs/user/error/<node ip>/process000.txt``: where the batch driver keeps a failed mini-batch's exception."""
+    if log_dir:
+        target = Path(log_dir) / "logs" / "user" / "error" / "10.0.0.4" / "process000.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a") as log:
+            log.write(f"mini batch {batch} failed: {type(exc).__name__}: {exc}\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     for option in ("--code", "--scoring-script", "--model-dir", "--input", "--output"):
@@ -55,6 +65,7 @@ def main() -> int:
     parser.add_argument("--mini-batch-size", type=int, default=1)
     parser.add_argument("--error-threshold", type=int, default=0)
     parser.add_argument("--max-retries", type=int, default=0)
+    parser.add_argument("--log-dir", default=None, help="write each mini-batch error where AzureML's driver does")
     args = parser.parse_args()
 
     script = Path(args.code) / args.scoring_script
@@ -77,6 +88,7 @@ def main() -> int:
                 if attempt == args.max_retries:
                     failed += len(batch)
                     errors.append(f"{type(exc).__name__}: {exc}")
+                    _log_error(args.log_dir, batch, exc)
                     result = None
         if result is not None:
             result.to_csv(args.output, mode="a", header=False, index=False)

@@ -1,7 +1,7 @@
 """Prep stage (seed: "Data Preparation"): features + gold data -> model-ready features and 0/1 targets.
 
 Reads the gold rows of the features (`streaming`), applies the contract (`contract.prepare_dataset`) and
-writes the output folder atomically, so a failed prep leaves nothing behind.
+writes the output folder all-or-nothing (`atomic.output_dir`), so a failed prep leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.atomic import output_dir
 from biodiv_core.data.background import Background, is_presence_only, with_background
 from biodiv_core.data.contract import ID_COLUMN, TARGET_COLUMN, PreparedData, prepare_dataset
 from biodiv_core.data.datastore import gold_file_in, resolve_data_path, table_files
@@ -63,7 +63,7 @@ def _table_with_id(frame: pd.DataFrame) -> pa.Table:
 
 
 def run_prep(args: PrepArgs) -> dict:
-    """Prep one species: read, prepare, write ``args.output`` atomically; return the summary (also summary.json).
+    """Prep one species: read, prepare, write ``args.output`` all-or-nothing; return the summary (also summary.json).
 
     ``args.features``: a file or a folder of csv/parquet files (one data-asset version); ``args.species_dir``
     the folder holding the species' gold file. Output: features.parquet (gbifid + predictors),
@@ -118,7 +118,7 @@ def run_prep(args: PrepArgs) -> dict:
         "output": str(args.output),
         "correlation_id": args.correlation_id,
     }
-    with atomic_output_dir(args.output) as tmp, ThreadPoolExecutor(1) as writer:
+    with output_dir(args.output) as tmp, ThreadPoolExecutor(1) as writer:
         # The features file on a second thread (pyarrow writes without the GIL), the small ones here meanwhile.
         features_written = writer.submit(_write_parquet, data.features, tmp / FEATURES_FILE)
         _write_parquet(data.targets.to_frame(), tmp / TARGETS_FILE)

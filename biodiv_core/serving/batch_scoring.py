@@ -9,7 +9,9 @@ scoring function's ``presence``), and for models saved with a covariate referenc
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -188,3 +190,22 @@ def score_file(model_uri: str, input_path: str | os.PathLike, output_path: str |
         "extrapolated_share": None if flags is None else (float(flags.mean()) if len(flags) else float("nan")),
         **({"extrapolation_note": predictions.attrs["extrapolation"]} if flags is None else {}),
     }
+
+
+# How a batch deployment's scoring script names a file it could not score, in the error it raises (the batch driver
+# writes it to the job's logs); the orchestrator reads the names back from the downloaded logs (`failed_files_in`).
+_FAILED_FILE = re.compile(r'failed file ("(?:[^"\\]|\\.)*")')
+
+
+def failed_file_line(path: str | os.PathLike, reason: object) -> str:
+    return f"failed file {json.dumps(os.fspath(path))}: {reason}"
+
+
+def failed_files_in(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The files named by `failed_file_line` lines in any text file under ``folder``, each once, in order seen."""
+    seen: dict[str, None] = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.suffix in {".txt", ".log", ""}:
+            for match in _FAILED_FILE.finditer(path.read_text(errors="replace")):
+                seen.setdefault(json.loads(match.group(1)), None)
+    return tuple(seen)

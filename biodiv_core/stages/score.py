@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from biodiv_core import tracking
-from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.atomic import output_dir
 from biodiv_core.evaluation.metrics import evaluate, flat_metrics, write_results
 from biodiv_core.evaluation.outputs import QUALITY_FILE, ROC_CURVE_FILE
 from biodiv_core.evaluation.plots import plot_roc_curve
@@ -33,7 +33,7 @@ def run_score(args: ScoreArgs) -> dict:
         probability = predict_proba(booster, x_test)
         metrics = evaluate(y_test.to_numpy(), probability, threshold=threshold)
         tracking.log_metrics(flat_metrics(metrics))
-        with atomic_output_dir(args.output) as tmp:
+        with output_dir(args.output) as tmp:
             paths = write_results(metrics, tmp)
             plot_roc_curve(y_test.to_numpy(), probability, threshold, tmp / ROC_CURVE_FILE)
             quality = held_out_quality(

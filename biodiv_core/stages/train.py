@@ -1,7 +1,8 @@
 """Stage `train`: split the prepared data, tune LightGBM on the training part (hyperopt TPE over k-fold CV).
 
 Writes best_parameters.json, trials.json and cv_quality.json (random vs spatial CV AUC, the TSS threshold)
-into the best-parameters folder and x/y train/test parquet files into the split folder, both atomically;
+into the best-parameters folder and x/y train/test parquet files into the split folder, both all-or-nothing
+(`atomic.output_dir`);
 one MLflow run tagged with the partition and the correlation id.
 """
 
@@ -10,7 +11,7 @@ import logging
 from pathlib import Path
 
 from biodiv_core import tracking
-from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.atomic import output_dir
 from biodiv_core.data.prep import load_prepared
 from biodiv_core.data.split import split_train_test
 from biodiv_core.evaluation.outputs import TUNING_HISTORY_FILE
@@ -92,7 +93,7 @@ def run_train(args: TrainArgs) -> dict:
             num_threads=args.num_threads,
         )
         tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
-        with atomic_output_dir(args.best_parameters) as best_tmp, atomic_output_dir(args.split) as split_tmp:
+        with output_dir(args.best_parameters) as best_tmp, output_dir(args.split) as split_tmp:
             (best_tmp / BEST_PARAMETERS_FILE).write_text(json.dumps(result.best_params, indent=2) + "\n")
             (best_tmp / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2) + "\n")
             write_cv_quality(best_tmp, quality)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from biodiv_core import tracking
-from biodiv_core.atomic import atomic_output_dir
+from biodiv_core.atomic import output_dir
 from biodiv_core.data.prep import load_prepared
 from biodiv_core.evaluation.quality import read_threshold
 from biodiv_core.naming import model_name
@@ -29,7 +29,7 @@ def run_train_to_deploy(args: DeployArgs) -> dict:
         tracking.log_params(params)
         booster = fit_model(data.features, data.targets, params, args.num_threads)
         run_id = run.info.run_id
-        with atomic_output_dir(args.output) as tmp:
+        with output_dir(args.output) as tmp:
             model_dir = mlflow_model.save_model(
                 booster,
                 tmp,

@@ -21,6 +21,12 @@ def register(subparsers) -> None:
         default=None,
         help="probability cut for predicted_class (default: the model's or 0.5)",
     )
+    parser.add_argument(
+        "--on-endpoint",
+        action="store_true",
+        help="azureml: run the partition's batch endpoint on --input (a folder) instead of scoring here; "
+        "reports the files (mini-batches) the job could not score",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=batch_score)
 
@@ -39,6 +45,8 @@ def batch_score(args: argparse.Namespace) -> int:
             f"No version of model {name!r} is deployed: train and deploy it first, e.g. "
             f'`biodiv run --site {args.site} --species "{args.species}"`.'
         )
+    if args.on_endpoint:
+        return _score_on_endpoint(args, backend, name, deployed.version)
     location = _registry_call(lambda: backend.model_location(name, deployed.version))
     summary = score_file(location, args.input, args.output, args.threshold)
     endpoint = backend.endpoint_name(args.site, args.species)
@@ -50,6 +58,30 @@ def batch_score(args: argparse.Namespace) -> int:
             f"scored {summary['rows']} rows with {name} v{deployed.version} "
             f"({summary['predicted_present']} predicted PRESENT at threshold {summary['threshold']}) -> {args.output}"
         )
+    return 0
+
+
+def _score_on_endpoint(args: argparse.Namespace, backend, name: str, version: str) -> int:
+    """The batch job's own answer: predictions copied to --output, every failed file named (exit 2 if it failed)."""
+    import sys
+
+    from biodiv_core.errors import ConfigError, DataContractError
+
+    invoke = getattr(backend, "invoke_endpoint", None)
+    if invoke is None:
+        raise ConfigError("--on-endpoint needs the azureml deployment backend (BIODIV_DEPLOYMENT_BACKEND=azureml).")
+    endpoint = backend.endpoint_name(args.site, args.species)
+    report = invoke(endpoint, args.input, args.output)
+    summary = {**report.summary(), "model_name": name, "version": version, "endpoint": endpoint}
+    problem = report.failure_line()
+    if report.status != "Completed":
+        raise DataContractError(problem)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"batch job {report.job_name} on {endpoint} ({name} v{version}) Completed -> {args.output}")
+    if problem:  # within the deployment's error_threshold, but never silent
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 

@@ -60,6 +60,14 @@ class AzureMLDeploymentBackend(DeploymentBackend):
     def endpoint_name(self, site: str, species: str) -> str:
         return self.backend().endpoint_name(site, species)
 
+    def invoke_endpoint(self, endpoint_name: str, input_path: str, output: str):
+        """Run the endpoint's batch job on ``input_path``; the `BatchJobReport` names the files it could not score."""
+        from biodiv_dagster.deployment.azureml_batch_jobs import invoke_and_report
+
+        backend = self.backend()
+        poll = backend.settings.poll_interval_seconds
+        return invoke_and_report(backend.client, endpoint_name, input_path, output, poll_seconds=poll)
+
 
 def deployment_name(version: str) -> str:
     return f"v{re.sub(r'[^a-zA-Z0-9-]', '-', str(version))}"

@@ -4,8 +4,9 @@
 - environment: `azureml_steps/environment.yml` registered with a content-hash version (`azure_env`);
 - inputs: data assets pinned to an explicit version (`azure_data`), upstream outputs as datastore URIs;
 - outputs: ``azureml://datastores/<ds>/paths/<asset>/<site>/<species>/<run_id>/`` (DESIGN section 5).
-  The job mounts the *parent* folder read-write and the step writes ``<mount>/<run_id>``, so the
-  step's atomic temp-folder-and-rename stays inside the mount (a mount root cannot be renamed);
+  The job mounts the *parent* folder read-write and the step writes ``<mount>/<run_id>`` in place, its
+  marker file last (`OutputCommit.MARKER`: blobfuse cannot rename a directory); downstream steps and
+  `canonical_results` refuse a folder without the marker;
 - Pipes: context and messages through a Blob container (`BiodivAzureMLClient`), keyed by job name.
 
 Settings come from the environment (`AzureMLSettings.from_env`), the workspace client from
@@ -22,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from biodiv_core.atomic import OutputCommit
 from biodiv_core.naming import slugify
 from biodiv_core.settings import REPO_ROOT
 from biodiv_dagster.azure_settings import AzureMLSettings
@@ -55,6 +57,9 @@ class AzureMLStepLauncher(StepLauncher):
 
     def run_step(self, context: dg.AssetExecutionContext, spec: StepSpec) -> Sequence[dg.MaterializeResult]:
         return run_job(self.azure_settings(), context, spec)
+
+    def output_commit(self) -> OutputCommit:
+        return OutputCommit.MARKER  # outputs are blobfuse read-write mounts: no directory rename there
 
 
 def job_name(run_id: str, step: str, partition: str | None, retry_number: int) -> str:

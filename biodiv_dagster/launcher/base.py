@@ -9,11 +9,13 @@ backend from the environment.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from biodiv_core.atomic import COMPLETE_MARKER, COMPLETE_MARKER_KEY, OutputCommit
 from biodiv_dagster.launcher.spec import StepSpec
 
 
@@ -32,13 +34,25 @@ class StepLauncher(dg.ConfigurableResource):
         """Run the step; raise ``dg.Failure`` with the step's own error message when it fails."""
         raise NotImplementedError
 
+    def output_commit(self) -> OutputCommit:
+        """How steps commit their output folders where this backend puts them (`biodiv_core.atomic`)."""
+        return OutputCommit.RENAME  # a rename is cheap and atomic on a local disk
+
     def launch(self, context: dg.AssetExecutionContext, spec: StepSpec) -> list[dg.MaterializeResult]:
         context.log.info(f"launching step {spec.step} ({type(self).__name__}) correlation_id={spec.correlation_id}")
-        return canonical_results(spec, self.run_step(context, spec))
+        commit = self.output_commit()
+        spec = dataclasses.replace(spec, env={**commit.env(), **spec.env})
+        return canonical_results(spec, self.run_step(context, spec), commit)
 
 
-def canonical_results(spec: StepSpec, results: Sequence[dg.MaterializeResult]) -> list[dg.MaterializeResult]:
-    """Results with ``path`` (and paths under it) set to the launcher's output locations, one per output asset."""
+def canonical_results(
+    spec: StepSpec, results: Sequence[dg.MaterializeResult], commit: OutputCommit = OutputCommit.RENAME
+) -> list[dg.MaterializeResult]:
+    """Results with ``path`` (and paths under it) set to the launcher's output locations, one per output asset.
+
+    Outputs written in place (`OutputCommit.MARKER`) must report their completion marker: without it the folder
+    is not an output, and the asset fails rather than materializing it.
+    """
     location_by_key = {spec.asset_keys[option]: spec.outputs[option] for option in spec.asset_keys}
     by_key: dict[str, dg.MaterializeResult] = {}
     for result in results:
@@ -47,6 +61,11 @@ def canonical_results(spec: StepSpec, results: Sequence[dg.MaterializeResult]) -
             raise dg.Failure(
                 description=f"Step {spec.step} reported asset {key!r}, which it does not produce "
                 f"(expected {sorted(location_by_key)})."
+            )
+        if commit is OutputCommit.MARKER and COMPLETE_MARKER_KEY not in (result.metadata or {}):
+            raise dg.Failure(
+                description=f"Step {spec.step} reported {key} without its {COMPLETE_MARKER} marker: the output folder "
+                "is unfinished; materialize it again."
             )
         by_key[key] = _with_location(result, location_by_key[key])
     missing = sorted(set(location_by_key) - set(by_key))

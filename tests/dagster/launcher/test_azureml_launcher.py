@@ -114,7 +114,7 @@ def test_prep_runs_as_an_azureml_job_and_reports_through_blob(uploaded):
     # The code snapshot follows .amlignore: the steps are in, tests and local state are out.
     snapshot = uploaded.snapshot(job.code)
     assert (snapshot / "azureml_steps" / "prep.py").is_file()
-    assert (snapshot / "biodiv_core").is_dir()
+    assert (snapshot / "biodiv_core" / "data" / "prep.py").is_file()  # only the repository's own data/ is out
     assert not (snapshot / "tests").exists() and not (snapshot / ".venv").exists()
     assert not (snapshot / "node_modules").exists() and not (snapshot / ".git").exists()
     # The context blob is removed when the session ends; the messages stay for a reattaching process.
