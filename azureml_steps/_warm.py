@@ -304,13 +304,15 @@ def run(path: str, module: str, args: list[str], wait: float = 180.0) -> int:
     # This client is the launcher's child: it watches the launcher (and relays the SIGTERM), the step its supervisor.
     env = {key: value for key, value in os.environ.items() if key != PARENT_ENV}
     request = {"module": module, "args": args, "cwd": os.getcwd(), "env": env}
-    _send(sock, request, fds=[0, 1, 2])
-    started, _ = _recv(sock)
-    if started is None or started.get("cold"):
-        sock.close()
-        return _cold(module, args)
+    # Relayed from before the request: a SIGTERM that arrives while the server forks reaches the step once it
+    # runs, instead of killing this client and, with it, the step unwarned.
+    pending: list[int] = []
+    running: list[bool] = []
 
     def relay(number, frame):
+        if not running:
+            pending.append(number)
+            return
         try:
             _send(sock, {"signal": number})
         except OSError:
@@ -318,6 +320,18 @@ def run(path: str, module: str, args: list[str], wait: float = 180.0) -> int:
 
     for number in RELAYED_SIGNALS:
         signal.signal(number, relay)
+    _send(sock, request, fds=[0, 1, 2])
+    started, _ = _recv(sock)
+    if started is None or started.get("cold"):
+        sock.close()
+        for number in RELAYED_SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        if pending:  # stopped before anything ran: end as the plain process would have
+            os.kill(os.getpid(), pending[0])
+        return _cold(module, args)
+    running.append(True)
+    for number in pending:
+        relay(number, None)
     exit_with_parent()
     while True:
         try:
