@@ -198,16 +198,17 @@ def cross_validate(
     fold_params = train_params({**params, "metric": "auc"}, lgb_threads)
     if patience is None:
         patience = default_patience(fold_params.get("learning_rate", 0.1))
-    boosters = []
-    for train_set, valid_set in data.folds:
+
+    def fold_booster(train_set, valid_set):
         booster = lgb.Booster(fold_params, train_set)
         booster.add_valid(valid_set, "valid")
-        boosters.append(booster)
+        return booster
 
-    chunk = 1 if workers == 1 else _PARALLEL_CHUNK
-    pool = ThreadPoolExecutor(workers, initializer=_quiet_thread) if workers > 1 else None
     target = incumbent if prune else None
     rung = rung_folds(len(data)) if prune and incumbent is not None and incumbent_folds is not None else len(data)
+    boosters = [fold_booster(*fold) for fold in data.folds[:rung]]  # the other folds' only if promoted
+    chunk = 1 if workers == 1 else _PARALLEL_CHUNK
+    pool = ThreadPoolExecutor(workers, initializer=_quiet_thread) if workers > 1 else None
     history: list[np.ndarray] = []  # per round: AUC of each fold trained so far
     try:
         if rung < len(data):
@@ -224,6 +225,7 @@ def cross_validate(
                     fold_aucs=tuple(float(v) for v in history[best_round]),
                     folds_trained=rung,
                 )
+            boosters += [fold_booster(*fold) for fold in data.folds[rung:]]
             caught_up = _advance(boosters[rung:], len(history), pool)
             history[:] = [np.concatenate([row, [r[i] for r in caught_up]]) for i, row in enumerate(history)]
         best_round, reason = _train_until(boosters, history, max_rounds, patience, target, chunk, pool)

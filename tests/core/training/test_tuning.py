@@ -120,6 +120,10 @@ def test_a_trial_behind_on_the_first_folds_stops_there_and_a_leader_trains_them_
     ahead = cross_validate(params, fold_data, 60, patience=10, incumbent=0.5, incumbent_folds=(0.5,) * 4)
     assert not ahead.pruned and ahead.folds_trained == 4
     assert (ahead.auc, ahead.best_rounds, ahead.fold_aucs) == (full.auc, full.best_rounds, full.fold_aucs)
+    threaded = cross_validate(
+        params, fold_data, 60, num_threads=2, patience=10, incumbent=0.5, incumbent_folds=(0.5,) * 4
+    )  # folds in parallel threads, trained in chunks of rounds: the same curves
+    assert (threaded.auc, threaded.best_rounds, threaded.folds_trained) == (full.auc, full.best_rounds, 4)
 
 
 def test_tuning_returns_the_out_of_fold_predictions_of_its_best_trial(config, data):
