@@ -5,8 +5,8 @@
   ``n_estimators = num_boost_round`` (no early stopping), ``n_jobs=1`` (one thread, as ours: LightGBM's
   default of all cores thrashes on this shared machine, DESIGN section 9, and would make the baseline
   look worse than it is).
-- floor: the same number of plain ``lgb.train`` fits as ours (every trial x fold, with the trial's params
-  and the rounds our tuner trained), on fold Datasets built beforehand, no validation set: the training
+- floor: the same number of plain ``lgb.train`` fits as ours (every trial x fold it trained, with the trial's
+  params and the rounds our tuner trained), on fold Datasets built beforehand, no validation set: the training
   work any tuner making the same decisions cannot avoid.
 All three use the same data, the same stratified folds, the same search space (config/lgbm_params.yml)
 and the same number of evaluations (hyperopt seeded identically; with max_evals <= 20 TPE is still in its
@@ -116,7 +116,7 @@ def floor_fits(data, config, trials: list[dict], seed: int) -> int:
     for record in trials:
         params = {**config.params_from_sample(record["params"]), "seed": seed, "deterministic": True}
         params.update(objective="binary", num_threads=1, verbosity=-1)
-        for train_set, _ in data.folds:
+        for train_set, _ in data.folds[: record.get("folds_trained") or len(data.folds)]:  # those ours trained
             lgb.train(params, train_set, num_boost_round=record["rounds_trained"])
             fits += 1
     return fits

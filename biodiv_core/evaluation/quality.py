@@ -81,19 +81,30 @@ def cv_quality(
     seed: int = 0,
     num_threads: int = 1,
     baseline: bool = True,
+    tuned_oof: np.ndarray | None = None,
 ) -> dict:
     """Cross-validated quality of ``params`` on the training rows (JSON-able dict, see module doc).
 
     The spatial score uses ``cv_strategy`` when it is spatial, else ``spatial_blocks``; it is None when
     there are no coordinates or the blocks cannot make valid folds (``spatial_cv_error`` says why).
+    ``tuned_oof``: the tuner's out-of-fold probabilities of ``params`` on the folds of ``cv_strategy``
+    (`TuningResult.oof`, the same folds this function makes): used instead of refitting those folds.
     """
     y = as_target(targets)
     frame = _aligned_coords(features, coords)
     fit_predict = lightgbm_fit_predict(params, num_threads)
     out: dict = {"cv_strategy": validate_strategy(cv_strategy), "n_folds": n_folds, "block_size_km": block_size_km}
 
+    if tuned_oof is not None and len(tuned_oof) != len(y):
+        raise ValueError(f"tuned_oof has {len(tuned_oof)} rows, the training rows are {len(y)}.")
+
+    def predictions(strategy: str, strategy_folds) -> np.ndarray:
+        if strategy == cv_strategy and tuned_oof is not None:
+            return np.asarray(tuned_oof, dtype=float)
+        return out_of_fold_predictions(fit_predict, features, y, strategy_folds)
+
     random_folds = make_folds(frame, y, "random", n_folds, block_size_km, seed)
-    oof = {"random": out_of_fold_predictions(fit_predict, features, y, random_folds)}
+    oof = {"random": predictions("random", random_folds)}
     folds = {"random": random_folds}
     spatial = cv_strategy if cv_strategy in SPATIAL_STRATEGIES else "spatial_blocks"
     out["spatial_strategy"] = spatial
@@ -105,7 +116,7 @@ def cv_quality(
                 raise
             out["spatial_cv_error"] = str(exc)
         else:
-            oof[spatial] = out_of_fold_predictions(fit_predict, features, y, folds[spatial])
+            oof[spatial] = predictions(spatial, folds[spatial])
 
     out["roc_auc_random_cv"] = _auc(y, oof["random"])
     out["roc_auc_spatial_cv"] = _auc(y, oof[spatial]) if spatial in oof else None

@@ -91,6 +91,7 @@ def run_train(args: TrainArgs) -> dict:
             block_size_km=args.block_size_km,
             seed=args.seed,
             num_threads=args.num_threads,
+            tuned_oof=result.oof,
         )
         tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
         with output_dir(args.best_parameters) as best_tmp, output_dir(args.split) as split_tmp:

@@ -9,6 +9,13 @@ What makes it fast (measured in benchmarks/tuning.py):
   the best round count becomes ``num_boost_round`` of the best parameters;
 - a trial that cannot catch up stops early: when even a linear extrapolation of its recent gain (an upper
   bound, since AUC curves flatten) cannot reach the best CV AUC so far, its best value is final;
+- successive halving over folds: once there is a leader, a trial trains half the folds first and stops
+  there when its best mean on them stays below the leader's on the same folds (a paired comparison, so
+  fold noise cancels); else the other folds catch up and all train on. On the 20k-row partition (20
+  evaluations, 5 folds) it halved the tuner's CPU time (10.2 vs 22.0 s at seed 42, 16.8 vs 20.0 s at
+  seed 0) with the same best trial;
+- the leader's out-of-fold predictions come back with the result (`TuningResult.oof`), so the train
+  stage's quality numbers need no refits of the tuning folds;
 - folds can train in parallel threads (LightGBM releases the GIL), one LightGBM thread each, when the CPU
   budget gives more than one thread; results do not depend on it. Measured on the shared 2-core machine
   under load (load average 4-8), 2 threads did not beat 1 in wall time (62-69 s vs 54-67 s for 20
@@ -41,6 +48,8 @@ class TuningResult:
     best_params: dict  # full LightGBM params incl. num_boost_round, seed and deterministic
     best_cv_auc: float
     trials: list[dict] = field(default_factory=list)  # JSON-able history, in evaluation order
+    # Out-of-fold probabilities of the best trial at its best round (row positions; NaN in no validation fold).
+    oof: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,11 @@ class CVOutcome:
     auc: float  # mean validation AUC over folds at the best round
     auc_std: float
     best_rounds: int  # 1-based number of rounds at the best mean AUC
-    rounds_trained: int  # rounds each fold actually trained
+    rounds_trained: int  # rounds each trained fold actually trained
     pruned: bool
+    fold_aucs: tuple[float, ...] = ()  # AUC of each trained fold at the best round
+    folds_trained: int = 0  # fewer than the folds when the trial stopped after the first rung
+    oof: np.ndarray | None = None  # out-of-fold probabilities at the best round, when asked for
 
 
 def stratified_folds(targets: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -79,8 +91,10 @@ class FoldData:
         import lightgbm as lgb
 
         params = {**binning_params, "feature_pre_filter": False, "verbosity": -1}
-        self.full = lgb.Dataset(as_lgb_frame(features), y, params=params, free_raw_data=False).construct()
+        self.frame = as_lgb_frame(features)  # kept for out-of-fold predictions
+        self.full = lgb.Dataset(self.frame, y, params=params, free_raw_data=False).construct()
         self.folds = [(self.full.subset(a).construct(), self.full.subset(b).construct()) for a, b in folds]
+        self.valid_rows = [np.asarray(b) for _, b in folds]
 
     def __len__(self) -> int:
         return len(self.folds)
@@ -110,6 +124,51 @@ def _train_chunk(booster, rounds: int) -> np.ndarray:
     return out
 
 
+def _advance(boosters: list, rounds: int, pool: ThreadPoolExecutor | None) -> list[np.ndarray]:
+    if pool is None:
+        return [_train_chunk(b, rounds) for b in boosters]
+    return list(pool.map(_train_chunk, boosters, [rounds] * len(boosters)))
+
+
+def rung_folds(n_folds: int) -> int:
+    """Folds a trial trains first, before it may claim the others: half of them, from 4 folds up."""
+    return n_folds // 2 if n_folds >= 4 else n_folds
+
+
+def _train_until(
+    boosters: list, history: list[np.ndarray], max_rounds: int, patience: int, target: float | None, chunk: int, pool
+) -> tuple[int, str | None]:
+    """Grow ``history`` (per round: AUC of each booster's fold) until the mean curve stops improving for
+    ``patience`` rounds ("stopped"), cannot reach ``target`` ("pruned") or ``max_rounds``; rows already in
+    ``history`` are judged first. Returns (index of the best round, why it stopped or None)."""
+    best_mean, best_round = -np.inf, 0
+
+    def judge(i: int) -> str | None:
+        nonlocal best_mean, best_round
+        mean = float(history[i].mean())
+        if mean > best_mean:
+            best_mean, best_round = mean, i
+        if i - best_round >= patience:
+            return "stopped"
+        if target is not None and i >= patience:
+            # Linear extrapolation of the recent gain over-estimates a flattening curve.
+            slope = max(0.0, (mean - float(history[i - patience].mean())) / patience)
+            if best_mean + slope * (max_rounds - 1 - i) < target:
+                return "pruned"
+        return None
+
+    for i in range(len(history)):
+        if reason := judge(i):
+            return best_round, reason
+    while len(history) < max_rounds:
+        results = _advance(boosters, min(chunk, max_rounds - len(history)), pool)
+        for j in range(len(results[0])):
+            history.append(np.array([r[j] for r in results]))
+            if reason := judge(len(history) - 1):
+                return best_round, reason
+    return best_round, None
+
+
 def cross_validate(
     params: dict,
     data: FoldData,
@@ -119,8 +178,19 @@ def cross_validate(
     patience: int | None = None,
     incumbent: float | None = None,
     prune: bool = True,
+    incumbent_folds: tuple[float, ...] | None = None,
+    oof_if_leading: bool = False,
 ) -> CVOutcome:
-    """Mean validation AUC of ``params`` over the folds, with early stopping on the mean curve."""
+    """Mean validation AUC of ``params`` over the folds, with early stopping on the mean curve.
+
+    With ``prune`` and the incumbent's per-fold AUCs (``incumbent_folds``, at its best round), the trial
+    first trains only the first `rung_folds` folds: when its best mean there stays below the incumbent's
+    mean on the same folds, it stops (``pruned``, ``folds_trained`` < the folds) and its AUC is the paired
+    estimate incumbent + (its rung mean - the incumbent's rung mean), always below the incumbent; else the
+    other folds catch up to the same round and all train on (successive halving over folds).
+    ``oof_if_leading``: when the trial beats ``incumbent`` (or there is none), also return its out-of-fold
+    probabilities at the best round, so the caller's quality numbers need no refits of the same folds.
+    """
     import lightgbm as lgb
 
     workers = max(1, min(num_threads, len(data)))
@@ -128,40 +198,39 @@ def cross_validate(
     fold_params = train_params({**params, "metric": "auc"}, lgb_threads)
     if patience is None:
         patience = default_patience(fold_params.get("learning_rate", 0.1))
-    boosters = []
-    for train_set, valid_set in data.folds:
+
+    def fold_booster(train_set, valid_set):
         booster = lgb.Booster(fold_params, train_set)
         booster.add_valid(valid_set, "valid")
-        boosters.append(booster)
+        return booster
 
+    target = incumbent if prune else None
+    rung = rung_folds(len(data)) if prune and incumbent is not None and incumbent_folds is not None else len(data)
+    boosters = [fold_booster(*fold) for fold in data.folds[:rung]]  # the other folds' only if promoted
     chunk = 1 if workers == 1 else _PARALLEL_CHUNK
     pool = ThreadPoolExecutor(workers, initializer=_quiet_thread) if workers > 1 else None
-    history: list[np.ndarray] = []  # per round: AUC of each fold
-    best_mean, best_round, stop_at, pruned = -np.inf, 0, None, False
+    history: list[np.ndarray] = []  # per round: AUC of each fold trained so far
     try:
-        trained = 0
-        while stop_at is None and trained < max_rounds:
-            n = min(chunk, max_rounds - trained)
-            if pool is None:
-                results = [_train_chunk(b, n) for b in boosters]
-            else:
-                results = list(pool.map(_train_chunk, boosters, [n] * len(boosters)))
-            trained += n
-            for j in range(n):
-                history.append(np.array([r[j] for r in results]))
-                i = len(history) - 1
-                mean = float(history[i].mean())
-                if mean > best_mean:
-                    best_mean, best_round = mean, i
-                if i - best_round >= patience:
-                    stop_at = i
-                    break
-                if prune and incumbent is not None and i >= patience:
-                    # Linear extrapolation of the recent gain over-estimates a flattening curve.
-                    slope = max(0.0, (mean - float(history[i - patience].mean())) / patience)
-                    if best_mean + slope * (max_rounds - 1 - i) < incumbent:
-                        stop_at, pruned = i, True
-                        break
+        if rung < len(data):
+            rung_target = float(np.mean(incumbent_folds[:rung]))
+            best_round, _ = _train_until(boosters[:rung], history, max_rounds, patience, rung_target, chunk, pool)
+            rung_best = float(history[best_round].mean())
+            if rung_best < rung_target:
+                return CVOutcome(
+                    auc=float(incumbent) + rung_best - rung_target,
+                    auc_std=float(history[best_round].std()),
+                    best_rounds=best_round + 1,
+                    rounds_trained=len(history),
+                    pruned=True,
+                    fold_aucs=tuple(float(v) for v in history[best_round]),
+                    folds_trained=rung,
+                )
+            boosters += [fold_booster(*fold) for fold in data.folds[rung:]]
+            caught_up = _advance(boosters[rung:], len(history), pool)
+            history[:] = [np.concatenate([row, [r[i] for r in caught_up]]) for i, row in enumerate(history)]
+        best_round, reason = _train_until(boosters, history, max_rounds, patience, target, chunk, pool)
+        leading = incumbent is None or float(history[best_round].mean()) > incumbent
+        oof = _out_of_fold(boosters, data, best_round + 1) if oof_if_leading and leading else None
     finally:
         if pool is not None:
             pool.shutdown()
@@ -172,9 +241,19 @@ def cross_validate(
         auc=float(fold_aucs.mean()),
         auc_std=float(fold_aucs.std()),
         best_rounds=best_round + 1,
-        rounds_trained=len(history) if stop_at is None else stop_at + 1,
-        pruned=pruned,
+        rounds_trained=len(history),
+        pruned=reason == "pruned",
+        fold_aucs=tuple(float(v) for v in fold_aucs),
+        folds_trained=len(data),
+        oof=oof,
     )
+
+
+def _out_of_fold(boosters: list, data: FoldData, rounds: int) -> np.ndarray:
+    oof = np.full(len(data.frame), np.nan)
+    for booster, rows in zip(boosters, data.valid_rows, strict=True):
+        oof[rows] = booster.predict(data.frame.iloc[rows], num_iteration=rounds, num_threads=1)
+    return oof
 
 
 def run_tpe(objective: Callable[[dict], dict], config: ParamsConfig, max_evals: int, seed: int) -> None:
@@ -240,10 +319,11 @@ def tune(
     folds = stratified_folds(y, n_folds, seed) if folds is None else [(np.sort(a), np.sort(b)) for a, b in folds]
     data = FoldData(x, y, folds, config.binning_params())
     records: list[dict] = []
+    leading_oof: list[np.ndarray | None] = [None]
 
     def objective(sample: dict) -> dict:
         params = {**config.params_from_sample(sample), "seed": seed, "deterministic": True}
-        incumbent = max((r["auc"] for r in records), default=None)
+        leader = max(records, key=lambda r: r["auc"], default=None)  # always a trial that trained every fold
         start = time.perf_counter()
         outcome = cross_validate(
             params,
@@ -251,9 +331,13 @@ def tune(
             config.num_boost_round,
             num_threads=num_threads,
             patience=patience,
-            incumbent=incumbent,
+            incumbent=None if leader is None else leader["auc"],
             prune=prune,
+            incumbent_folds=None if leader is None else tuple(leader["fold_aucs"]),
+            oof_if_leading=True,
         )
+        if outcome.oof is not None:
+            leading_oof[0] = outcome.oof
         record = {
             "trial": len(records),
             "params": {name: params[name] for name in config.search_space},
@@ -263,6 +347,8 @@ def tune(
             "num_boost_round": outcome.best_rounds,
             "rounds_trained": outcome.rounds_trained,
             "pruned": outcome.pruned,
+            "folds_trained": outcome.folds_trained,
+            "fold_aucs": list(outcome.fold_aucs),
             "seconds": round(time.perf_counter() - start, 4),
         }
         records.append(record)
@@ -278,4 +364,4 @@ def tune(
         "deterministic": True,
         "num_boost_round": best["num_boost_round"],
     }
-    return TuningResult(best_params=best_params, best_cv_auc=best["auc"], trials=records)
+    return TuningResult(best_params=best_params, best_cv_auc=best["auc"], trials=records, oof=leading_oof[0])

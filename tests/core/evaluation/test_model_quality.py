@@ -209,3 +209,16 @@ def test_steps_take_the_cv_strategy_and_report_the_quality_metadata(tmp_path, ca
     assert len(scores_meta["top_features"]) == 5
     assert "![Calibration](data:image/png;base64," in scores_meta["report"]
     assert "![Response curves](data:image/png;base64," in scores_meta["report"]
+
+
+def test_cv_quality_uses_the_tuners_out_of_fold_predictions_for_the_tuning_folds(prepared):
+    X, y, coords = prepared
+    tuned = np.linspace(0.01, 0.99, len(y))  # stands in for TuningResult.oof: whatever it holds is used
+    quality = cv_quality(X, y, coords, PARAMS, cv_strategy="random", n_folds=3, baseline=False, tuned_oof=tuned)
+    from sklearn.metrics import roc_auc_score
+
+    assert quality["roc_auc_random_cv"] == pytest.approx(roc_auc_score(y, tuned))
+    assert quality["threshold"] == pytest.approx(best_tss_threshold(y, tuned)[0])
+    assert quality["roc_auc_spatial_cv"] != quality["roc_auc_random_cv"]  # the spatial folds are still refitted
+    with pytest.raises(ValueError, match="tuned_oof has 3 rows"):
+        cv_quality(X, y, coords, PARAMS, cv_strategy="random", n_folds=3, baseline=False, tuned_oof=tuned[:3])

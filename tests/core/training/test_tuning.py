@@ -102,3 +102,39 @@ def test_too_few_rows_of_a_class_for_the_folds(config, data):
         tune(x, y, config, n_folds=3, max_evals=2)
     with pytest.raises(DataContractError, match="0 \\(ABSENT\\) or 1 \\(PRESENT\\)"):
         tune(x, np.full(len(y), 2), config, n_folds=3, max_evals=2)
+
+
+def test_a_trial_behind_on_the_first_folds_stops_there_and_a_leader_trains_them_all(config, data):
+    x, y = data
+    fold_data = FoldData(x, y, stratified_folds(y, 4, seed=0), config.binning_params())
+    params = {"objective": "binary", "learning_rate": 0.3, "num_leaves": 7, "seed": 0, "deterministic": True}
+    full = cross_validate(params, fold_data, 60, patience=10, prune=False)
+    assert full.folds_trained == 4 and len(full.fold_aucs) == 4
+
+    behind = cross_validate(params, fold_data, 60, patience=10, incumbent=0.999, incumbent_folds=(0.999,) * 4)
+    assert behind.pruned and behind.folds_trained == 2  # successive halving: half the folds, then stop
+    rung_mean = float(np.mean(behind.fold_aucs))
+    assert behind.auc == pytest.approx(0.999 + rung_mean - 0.999) and behind.auc < 0.999
+
+    # Ahead on the first folds: the others catch up and the result is the one of training all folds together.
+    ahead = cross_validate(params, fold_data, 60, patience=10, incumbent=0.5, incumbent_folds=(0.5,) * 4)
+    assert not ahead.pruned and ahead.folds_trained == 4
+    assert (ahead.auc, ahead.best_rounds, ahead.fold_aucs) == (full.auc, full.best_rounds, full.fold_aucs)
+    threaded = cross_validate(
+        params, fold_data, 60, num_threads=2, patience=10, incumbent=0.5, incumbent_folds=(0.5,) * 4
+    )  # folds in parallel threads, trained in chunks of rounds: the same curves
+    assert (threaded.auc, threaded.best_rounds, threaded.folds_trained) == (full.auc, full.best_rounds, 4)
+
+
+def test_tuning_returns_the_out_of_fold_predictions_of_its_best_trial(config, data):
+    x, y = data
+    result = tune(x, y, config, n_folds=4, max_evals=6, seed=1, num_threads=1)
+    assert all(t["folds_trained"] in (2, 4) for t in result.trials)
+    best = max(result.trials, key=lambda t: t["auc"])
+    assert best["folds_trained"] == 4  # the best trial always trained every fold
+    assert result.oof is not None and np.isfinite(result.oof).all() and len(result.oof) == len(y)
+    # The same folds refitted with the best parameters (binned per fold: nearly, not exactly, the same).
+    refit = np.empty(len(y))
+    for train, test in stratified_folds(y, 4, seed=1):
+        refit[test] = predict_proba(fit_model(x.iloc[train], y[train], result.best_params, 1), x.iloc[test])
+    assert roc_auc_score(y, result.oof) == pytest.approx(roc_auc_score(y, refit), abs=0.01)
