@@ -29,6 +29,8 @@ import struct
 import sys
 import time
 
+from azureml_steps._profile import PROFILE_ENV, cpu_profile
+
 # Third-party modules imported once by a server, shared copy-on-write by its forks: one server kind for steps,
 # one for Dagster run workers (`dagster api execute_run`, launched by biodiv_dagster.run_launcher).
 STEP_PRELOAD = (
@@ -74,7 +76,6 @@ PRELOADS = {"step": STEP_PRELOAD, "run": RUN_PRELOAD}
 # per train_to_deploy step; the map depends only on the environment the server shares with its steps).
 WARM_UPS = ("mlflow.utils.requirements_utils:_init_modules_to_packages_map",)
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-PROFILE_ENV = "BIODIV_WARM_PROFILE"  # a folder: each forked process writes its CPU profile there
 
 
 def _interpreter_env(env: dict) -> dict:
@@ -234,20 +235,6 @@ def _supervise(conn: socket.socket) -> int:
             os.kill(pid, int(message["signal"]))
 
 
-def _cpu_profile(folder: str | None):
-    """A started CPU-time cProfile when ``BIODIV_WARM_PROFILE`` names a folder: where a forked process spends
-    CPU, imports excluded (they happened in the server). A diagnostic for throughput work, off by default."""
-    if not folder:
-        return None
-    import cProfile
-    import time
-
-    os.makedirs(folder, exist_ok=True)
-    profile = cProfile.Profile(time.process_time)
-    profile.enable()
-    return profile
-
-
 def _become_step(request: dict, fds: list[int]) -> None:
     code = 1
     try:
@@ -267,7 +254,7 @@ def _become_step(request: dict, fds: list[int]) -> None:
         )
         sys.argv = [request["module"], *request["args"]]
         sys.path[0] = request["cwd"]
-        profile = _cpu_profile(request["env"].get(PROFILE_ENV))
+        profile = cpu_profile(request["env"].get(PROFILE_ENV))
         try:
             runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
             code = 0
