@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from biodiv_core import settings
+from biodiv_dagster.instance import get_instance
 from biodiv_dagster.run_launcher import WORKER_TAG
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -70,6 +71,9 @@ def daemon_env(tmp_path) -> dict[str, str]:
 
 
 def _start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
+    # As `biodiv ui` does first: open the instance under its lock, so its SQLite storages exist before the daemon
+    # opens them (a daemon creating them while `biodiv run` does dies of "table runs already exists").
+    get_instance()
     with open(log, "a") as handle:
         # Its own process group: the test can stop the daemon with the code server it spawns.
         return subprocess.Popen(
@@ -90,13 +94,13 @@ def _stop(daemon: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     daemon.wait(timeout=60)
 
 
-def _submit(env: dict[str, str], marker: Path, sleep: float) -> str:
-    """`dagster job launch` of the tiny job: with the project's queued run coordinator, it joins the run queue."""
+def _launch(env: dict[str, str], job: str, *options: str) -> str:
+    """`dagster job launch` (what the UI's Launch does): with the project's queued run coordinator, it joins the run
+    queue and the daemon launches it."""
     run_id = str(uuid.uuid4())
-    config = {"ops": {"note_pid": {"config": {"marker": str(marker), "sleep": sleep}}}}
-    command = [str(BIN / "dagster"), "job", "launch", "-w", env["BIODIV_TEST_WORKSPACE"], "-j", "note_pid_job"]
+    command = [str(BIN / "dagster"), "job", "launch", "-w", env["BIODIV_TEST_WORKSPACE"], "-j", job, *options]
     completed = subprocess.run(
-        [*command, "--config-json", json.dumps(config), "--run-id", run_id],
+        [*command, "--run-id", run_id],
         env=env,
         cwd=settings.REPO_ROOT,
         capture_output=True,
@@ -105,6 +109,11 @@ def _submit(env: dict[str, str], marker: Path, sleep: float) -> str:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return run_id
+
+
+def _submit(env: dict[str, str], marker: Path, sleep: float) -> str:
+    config = {"ops": {"note_pid": {"config": {"marker": str(marker), "sleep": sleep}}}}
+    return _launch(env, "note_pid_job", "--config-json", json.dumps(config))
 
 
 def _status(run_id: str) -> dg.DagsterRunStatus:
@@ -165,3 +174,101 @@ def test_the_daemon_fails_a_run_whose_worker_died_and_a_restarted_daemon_resumes
         assert unfinished == []
     finally:
         _stop(daemon, signal.SIGKILL)
+
+
+# --- the UI's daemon and `biodiv run` on one partition -------------------------------------------------------
+
+PARTITION = "everglades|cygnus-buccinator"
+MODEL = "lgbm-everglades-cygnus-buccinator"
+
+
+def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_version_over_a_newer_one(tmp_path):
+    """The UI path (daemon-launched training, the registration sensor's registration run) and the CLI path (in
+    process, past the run queue) share the per-partition locks of deployment/serial.py: each model is registered
+    once, and what the endpoint serves only moves forward."""
+    from cli_process import biodiv_command, run_args
+    from mlflow import MlflowClient
+
+    from biodiv_core.data.generate import generate_datastore
+    from biodiv_dagster.deployment.sensor import registration_run_requests
+
+    store = tmp_path / "data"
+    generate_datastore(store, sites=["everglades"], species=["Cygnus buccinator"], rows=300, seed=5, raster_size=0)
+    home = Path(os.environ["DAGSTER_HOME"])
+    (home / "dagster.yaml").write_text((settings.REPO_ROOT / "config" / "dagster.yaml").read_text())
+    (tmp_path / "tmp").mkdir()
+    tiny = {"BIODIV_MAX_EVALS": "1", "BIODIV_N_FOLDS": "2", "BIODIV_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        **tiny,
+        "TMPDIR": str(tmp_path / "tmp"),
+        "BIODIV_DATA_ROOT": str(store),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "BIODIV_TEST_WORKSPACE": str(settings.REPO_ROOT / "workspace.yaml"),
+    }
+    log = tmp_path / "daemon.log"
+    daemon = _start_daemon(env, log)
+    cli = None
+    try:
+        cli = subprocess.Popen(
+            biodiv_command(*run_args(store)),
+            env=env,
+            cwd=settings.REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def partition_exists() -> bool:
+            with dg.DagsterInstance.get() as instance:
+                return instance.has_dynamic_partition("site", "everglades") and instance.has_dynamic_partition(
+                    "species", "cygnus-buccinator"
+                )
+
+        _wait(partition_exists, "`biodiv run` to add the partition", log)
+        ui_run = _launch(
+            env,
+            "train_models",
+            "--tags",
+            json.dumps(
+                {
+                    "dagster/partition": PARTITION,
+                    "dagster/partition/site": "everglades",
+                    "dagster/partition/species": "cygnus-buccinator",
+                }
+            ),
+        )
+        out, err = cli.communicate(timeout=900)
+        assert cli.returncode == 0, err[-3000:]
+        summary = json.loads(out)
+
+        def settled() -> bool:
+            with dg.DagsterInstance.get() as instance:
+                runs = instance.get_runs()
+                registrations = [r for r in runs if r.job_name == "register_and_deploy_job"]
+                return (
+                    instance.get_run_by_id(ui_run).is_finished
+                    and len(registrations) == 2
+                    and all(r.is_finished for r in runs)
+                )
+
+        _wait(settled, "the daemon's training and registration runs to finish", log, timeout=900)
+    finally:
+        if cli is not None and cli.poll() is None:
+            cli.kill()
+        _stop(daemon, signal.SIGTERM)
+
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert all(run.is_success for run in runs), [(r.job_name, r.status) for r in runs]
+        deployments = instance.fetch_materializations(dg.AssetKey("batch_deployment"), limit=10, ascending=True).records
+        assert registration_run_requests(instance, None)[0] == []  # each model registered once
+    client = MlflowClient(settings.mlflow_tracking_uri())
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2] and len({v.source for v in versions}) == 2
+    assert summary["registered_version"] in ("1", "2")
+    assert int(client.get_model_version_by_alias(MODEL, "deployed").version) == 2
+    [record] = list(settings.endpoints_dir().glob("*.json"))
+    assert json.loads(record.read_text())["version"] == "2"
+    served = [int(r.asset_materialization.metadata["deployed_version"].value) for r in deployments]
+    assert len(served) == 2 and served == sorted(served)  # what the endpoint serves only moves forward
