@@ -263,6 +263,10 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
         assert all(run.is_success for run in runs), [(r.job_name, r.status) for r in runs]
         deployments = instance.fetch_materializations(dg.AssetKey("batch_deployment"), limit=10, ascending=True).records
         assert registration_run_requests(instance, None)[0] == []  # each model registered once
+        trainings = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(job_name="train_models"))}
+    assert len(trainings) == 2
+    cli_training = next(r for run_id, r in trainings.items() if run_id != ui_run)
+    assert trainings[ui_run].start_time < cli_training.end_time  # they did run at the same time
     client = MlflowClient(settings.mlflow_tracking_uri())
     versions = client.search_model_versions(f"name = '{MODEL}'")
     assert sorted(int(v.version) for v in versions) == [1, 2] and len({v.source for v in versions}) == 2
