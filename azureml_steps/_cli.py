@@ -114,7 +114,7 @@ def _user_error(exc: BaseException) -> str | None:
 
     if isinstance(exc, BiodivError):
         return str(exc)
-    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+    if storage_error(exc):
         where = f" {exc.filename}" if exc.filename else ""
         return (
             f"cannot write{where} ({exc.strerror or os.strerror(exc.errno)}): free space there, or point BIODIV_HOME "
@@ -123,11 +123,21 @@ def _user_error(exc: BaseException) -> str | None:
     return None
 
 
+def storage_error(exc: BaseException) -> bool:
+    """A full or read-only disk (or no permission to write): the launcher then retracts the run's outputs."""
+    return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+
+
 def _write_error_file(exc: BaseException, user_error: bool, message: str | None = None) -> None:
     target = os.environ.get(ERROR_FILE_ENV)
     if not target:
         return
-    payload = {"type": type(exc).__name__, "message": message or str(exc), "user_error": user_error}
+    payload = {
+        "type": type(exc).__name__,
+        "message": message or str(exc),
+        "user_error": user_error,
+        "storage_error": storage_error(exc),
+    }
     try:
         Path(target).write_text(json.dumps(payload))
     except OSError:

@@ -27,6 +27,7 @@ from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 
 from biodiv_dagster.launcher import warm
+from biodiv_dagster.training.orphans import LAUNCHER_TAG, launcher_alive
 
 WORKER_TAG = "biodiv/run_worker"  # "<pid>:<start time in clock ticks>": a pid alone may be reused
 
@@ -113,6 +114,14 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         self._reap()
+        if WORKER_TAG not in run.tags and LAUNCHER_TAG in run.tags:
+            # Executed in process by `biodiv run`/`main`, past this launcher: alive while that process is. (Was
+            # UNKNOWN, which the daemon's run monitoring fails: a UI open beside a `biodiv run` marked its run
+            # FAILED mid-step, and the registration sensor then registered a model whose scores did not exist yet.)
+            tag = run.tags[LAUNCHER_TAG]
+            if launcher_alive(tag):
+                return CheckRunHealthResult(WorkerStatus.RUNNING)
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"the process that executed it ({tag}) is gone")
         if WORKER_TAG not in run.tags:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no worker recorded for this run")
         if self._worker_pid(run) is not None:

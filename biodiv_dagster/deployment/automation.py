@@ -22,6 +22,7 @@ from biodiv_core.errors import BiodivError, ConfigError
 from biodiv_dagster.deployment.upstream import metadata_values
 from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.partitions import site_species_partitions
+from biodiv_dagster.retraction import usable_records
 
 WEEKLY_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
 # Retraining on its own is for a production instance: on a laptop the schedule and the new-data sensor start
@@ -89,9 +90,9 @@ class StalePartition:
 
 
 def _recorded_versions(instance: dg.DagsterInstance, partition: str) -> dict[str, int] | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("prepared_data"), asset_partitions=[partition]), limit=1
-    ).records
+    records = usable_records(  # a retracted prepared_data (retraction.py) did not train the partition
+        instance, dg.AssetRecordsFilter(asset_key=dg.AssetKey("prepared_data"), asset_partitions=[partition]), limit=1
+    )
     if not records:
         return None  # never trained: the weekly run or a manual backfill trains it first
     versions = metadata_values(records[0].asset_materialization).get(VERSIONS_KEY)

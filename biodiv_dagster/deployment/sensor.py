@@ -9,6 +9,7 @@ import dagster as dg
 
 from biodiv_dagster.deployment.assets import register_and_deploy_job, serial_tags
 from biodiv_dagster.deployment.upstream import STORAGE_ID_TAG, metadata_values
+from biodiv_dagster.retraction import retracted_runs, storage_failure
 
 WATCHED_ASSET = dg.AssetKey("deployable_model")
 BATCH_LIMIT = 100
@@ -60,11 +61,14 @@ def registration_run_requests(
         dg.AssetRecordsFilter(asset_key=WATCHED_ASSET, after_storage_id=after), limit=limit, ascending=True
     ).records
     requests, first_unfinished = [], None
+    retracted = retracted_runs(instance, (record.run_id for record in records))
     for record in records:
         partition = record.partition_key
-        if not partition or already_registering(instance, record.storage_id):
+        if not partition or record.run_id in retracted or already_registering(instance, record.storage_id):
             continue  # an unpartitioned report cannot name a partition; a registered model is not registered again
         run = instance.get_run_by_id(record.run_id) if record.run_id else None
+        if run is not None and run.status == dg.DagsterRunStatus.FAILURE and storage_failure(instance, run.run_id):
+            continue  # failed on a full or read-only disk: its outputs are being retracted (retraction.py)
         if run is not None and not run.is_finished:
             # The training run is still going: its `scores` may come after `deployable_model` (steps run one at
             # a time). Register once it has ended; the cursor stays before this event until then.

@@ -6,6 +6,7 @@ Downstream code never guesses file paths (docs/contracts.md): the launcher's met
 import dagster as dg
 
 from biodiv_core.errors import NotFoundError
+from biodiv_dagster.retraction import usable, usable_records
 
 # Run tag set by the registration sensor: the deployable_model event the run was requested for.
 STORAGE_ID_TAG = "biodiv/deployable_model_storage_id"
@@ -19,13 +20,14 @@ def metadata_values(event: dg.AssetMaterialization) -> dict[str, object]:
 def latest_record(
     instance: dg.DagsterInstance, asset: str, partition: str, storage_id: int | None = None
 ) -> dg.EventLogRecord:
-    """The newest materialization of ``asset`` for ``partition`` (or exactly the one at ``storage_id``)."""
+    """The newest materialization of ``asset`` for ``partition`` (or exactly the one at ``storage_id``), leaving
+    out those of runs whose outputs were retracted (retraction.py)."""
     records_filter = dg.AssetRecordsFilter(
         asset_key=dg.AssetKey(asset),
         asset_partitions=[str(partition)],
         storage_ids=[storage_id] if storage_id is not None else None,
     )
-    records = instance.fetch_materializations(records_filter, limit=1).records
+    records = usable_records(instance, records_filter, limit=1)
     if not records:
         which = f"with storage id {storage_id}" if storage_id is not None else "yet"
         raise NotFoundError(
@@ -47,7 +49,7 @@ def run_record(
     if not run_id:
         return None
     records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)])
-    for record in instance.fetch_materializations(records_filter, limit=window).records:
+    for record in usable(instance, instance.fetch_materializations(records_filter, limit=window).records):
         if record.run_id == run_id:
             return record
     return None
@@ -61,7 +63,7 @@ def matching_record(
     Pairs a model with the scores computed in the same training run even if another run scored later.
     """
     records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)])
-    records = instance.fetch_materializations(records_filter, limit=window).records
+    records = usable_records(instance, records_filter, limit=window)
     if not records:
         return latest_record(instance, asset, partition)  # raises the clear "not materialized" error
     if correlation_id:

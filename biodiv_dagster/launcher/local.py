@@ -22,6 +22,7 @@ from biodiv_core.naming import slugify
 from biodiv_dagster.launcher import warm
 from biodiv_dagster.launcher.base import StepLauncher
 from biodiv_dagster.launcher.spec import StepSpec
+from biodiv_dagster.retraction import STORAGE_ERROR_KEY
 
 # Dagster's own PipesSubprocessClient calls one of its preview APIs; the warning is about Dagster's code, printed
 # once per step (18-26 lines of `make run`), and says nothing a user can act on.
@@ -144,6 +145,8 @@ def _step_failure(spec: StepSpec, error_file: str) -> dg.Failure | None:
             "error_type": str(error.get("type")),
             "message": str(error.get("message")),
             "correlation_id": spec.correlation_id,
+            # A full or read-only disk: the run's earlier outputs are retracted when it ends (retraction.py).
+            STORAGE_ERROR_KEY: bool(error.get("storage_error")),
         },
         # Bad data or config fails the same way on every retry.
         allow_retries=not user_error,

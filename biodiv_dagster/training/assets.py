@@ -23,6 +23,7 @@ from biodiv_dagster.data_versions import data_version_string
 from biodiv_dagster.launcher.base import StepLauncher, with_metadata
 from biodiv_dagster.launcher.spec import StepSpec
 from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+from biodiv_dagster.retraction import usable_records
 from biodiv_dagster.retry import STEP_RETRY_POLICY
 from biodiv_dagster.training.config import TrainingConfig
 from biodiv_dagster.training.sync import resolve_names
@@ -48,10 +49,11 @@ def partition_names(context: dg.AssetExecutionContext) -> tuple[str, str, str, s
 
 def upstream_metadata(context: dg.AssetExecutionContext, asset: str) -> Mapping[str, dg.MetadataValue]:
     """Metadata of the latest materialization of ``asset`` for this partition; Failure if there is none."""
-    records = context.instance.fetch_materializations(
+    records = usable_records(
+        context.instance,
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(context.partition_key)]),
         limit=1,
-    ).records
+    )
     if not records or records[0].asset_materialization is None:
         raise dg.Failure(
             description=f"{asset} has not been materialized for partition {context.partition_key}: "

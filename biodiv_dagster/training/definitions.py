@@ -1,9 +1,11 @@
-"""The training domain's Definitions: the five training assets, their job, the partition sync sensor, the launcher."""
+"""The training domain's Definitions: the five training assets, their job, the partition sync sensor, the sensor that
+retracts the outputs of runs failed on storage, the launcher."""
 
 import dagster as dg
 
 from biodiv_dagster.backends import step_launcher_from_env
 from biodiv_dagster.partitions import site_species_partitions
+from biodiv_dagster.retraction import storage_failure_sensor
 from biodiv_dagster.training.assets import TRAINING_ASSET_KEYS, training_assets
 from biodiv_dagster.training.sync import partition_sync_sensor
 
@@ -21,7 +23,7 @@ def training_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=training_assets,
         jobs=[train_models_job],
-        sensors=[partition_sync_sensor],
+        sensors=[partition_sync_sensor, storage_failure_sensor],
         resources={"step_launcher": step_launcher_from_env()},
         # One step at a time per run: every step already runs in its own process (or AzureML job), and the
         # LightGBM thread budget is cores / concurrent runs (dagster.yaml). The multiprocess default would let

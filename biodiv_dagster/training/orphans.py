@@ -30,7 +30,8 @@ def launcher_tag() -> dict[str, str]:
     return {LAUNCHER_TAG: _identity(os.getpid()) or f"{socket.gethostname()}:{os.getpid()}:0"}
 
 
-def _alive(tag: str) -> bool:
+def launcher_alive(tag: str) -> bool:
+    """Whether the process a ``biodiv/launcher`` tag names is still running (another host's: assumed so)."""
     host, _, rest = tag.partition(":")
     pid, _, _ = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -45,7 +46,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in records:
         run = record.dagster_run
         tag = run.tags.get(LAUNCHER_TAG)
-        if not tag or _alive(tag):
+        if not tag or launcher_alive(tag):
             continue
         instance.report_run_failed(
             run, f"The process that executed this run ({tag}) is gone (killed?): marked FAILED on the next start."

@@ -18,6 +18,7 @@ from biodiv_core.errors import BiodivError
 from biodiv_core.evaluation.outputs import QUALITY_SCORE_KEYS
 from biodiv_dagster.correlation import CORRELATION_TAG, new_correlation_id
 from biodiv_dagster.partitions import partition_key
+from biodiv_dagster.retraction import retract_if_storage_failure, usable_records
 from biodiv_dagster.training.orphans import launcher_tag
 
 TRAIN_JOB = "train_models"
@@ -143,6 +144,8 @@ def train_partition(
         )
     )
     if not result.success:
+        # A full or read-only disk: the steps that finished before it must not stay the partition's latest.
+        retract_if_storage_failure(instance, result.run_id)
         raise RunFailedError(f"Training {site} x {species} failed in {failure_message(result)}")
     return result
 
@@ -212,6 +215,7 @@ def _execute(instance: dg.DagsterInstance, job: str, request: dg.RunRequest, qui
         )
     )
     if not result.success:
+        retract_if_storage_failure(instance, result.run_id)
         raise RunFailedError(f"{job} for {request.partition_key} failed in {failure_message(result)}")
     return result.run_id
 
@@ -257,7 +261,7 @@ def latest_storage_id(instance: dg.DagsterInstance, asset: str, partition: str |
     records_filter = dg.AssetRecordsFilter(
         asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
     )
-    records = instance.fetch_materializations(records_filter, limit=1).records
+    records = usable_records(instance, records_filter, limit=1)
     return records[0].storage_id if records else None
 
 
@@ -271,9 +275,9 @@ def _latest_metadata(
         records = [run_record(instance, asset, partition, run_id) for run_id in run_ids]
         records = [record for record in records if record is not None]
     else:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-        ).records
+        records = usable_records(
+            instance, dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+        )
     if not records or records[0].asset_materialization is None:
         return {}
     return metadata_values(records[0].asset_materialization)

@@ -74,3 +74,19 @@ def test_a_killed_worker_is_reported_failed_and_a_live_one_can_be_terminated(ins
     killed = instance.get_run_by_id(killed.run_id)
     os.kill(int(killed.tags[WORKER_TAG].split(":")[0]), signal.SIGKILL)
     _wait(lambda: launcher.check_run_worker_health(killed).status == WorkerStatus.FAILED, what="a FAILED health")
+
+
+def test_an_in_process_biodiv_run_is_healthy_while_its_process_lives(instance):
+    """A `biodiv run` executes its runs in its own process (tag biodiv/launcher, no worker): run monitoring must
+    see them RUNNING while that process lives (was UNKNOWN, which the daemon fails: a UI open beside a
+    `biodiv run` marked its training run FAILED mid-step) and FAILED once it is gone."""
+    from biodiv_dagster.training.orphans import LAUNCHER_TAG, launcher_tag
+
+    launcher = instance.run_launcher
+    alive = dg.DagsterRun(job_name="train_models", run_id="in-process-alive", tags=launcher_tag())
+    assert launcher.check_run_worker_health(alive).status == WorkerStatus.RUNNING
+    host = launcher_tag()[LAUNCHER_TAG].split(":")[0]
+    dead_tag = f"{host}:{os.getpid()}:1.00"  # this pid, another start time: the process it named is gone
+    dead = dg.DagsterRun(job_name="train_models", run_id="in-process-gone", tags={LAUNCHER_TAG: dead_tag})
+    health = launcher.check_run_worker_health(dead)
+    assert health.status == WorkerStatus.FAILED and "is gone" in health.msg
