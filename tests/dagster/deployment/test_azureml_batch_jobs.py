@@ -12,6 +12,8 @@ from azureml_helpers import workspace_client
 from test_azureml_serving import NAME, SITE, SPECIES, _raw, _trained_on_the_workspace
 
 from biodiv_core.serving.batch_scoring import failed_file_line, failed_files_in
+from biodiv_core.serving.scoring import OUTPUT_COLUMNS
+from biodiv_core.serving.similarity import MESS_COLUMNS
 from biodiv_dagster.azure_settings import AzureMLSettings
 from biodiv_dagster.cli import main as cli_main
 from biodiv_dagster.deployment.azureml import AzureMLBackend
@@ -64,7 +66,10 @@ def test_failures_within_the_threshold_complete_but_are_reported(deployed, tmp_p
     assert summary["status"] == "Completed" and summary["failed_mini_batches"] == 1
     assert [f.rsplit("/", 1)[-1] for f in summary["failed_files"]] == ["b_no_precip.csv"]
     assert "warning: batch job" in captured.err and "b_no_precip.csv" in captured.err
-    predictions = pd.read_csv(tmp_path / "out.csv", header=None, names=["gbifid", "probability", "presence"])
+    # The batch driver's append_row output has no header: the scoring script's columns, in order.
+    columns = [*OUTPUT_COLUMNS, *MESS_COLUMNS]
+    predictions = pd.read_csv(tmp_path / "out.csv", header=None, names=columns)
+    assert predictions["extrapolated"].dtype == bool
     assert predictions["gbifid"].tolist() == raw["gbifid"].tolist()  # the good file's rows, scored
 
 
