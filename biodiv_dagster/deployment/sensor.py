@@ -33,6 +33,13 @@ def already_registering(instance: dg.DagsterInstance, storage_id: int) -> bool:
     return registration_run(instance, storage_id) is not None
 
 
+def _scored_in(instance: dg.DagsterInstance, record: dg.EventLogRecord, run: dg.DagsterRun) -> bool:
+    """Whether the training run that made this model also materialized its partition's scores."""
+    from biodiv_dagster.deployment.upstream import run_record
+
+    return run_record(instance, "scores", str(record.partition_key), run.run_id) is not None
+
+
 def registration_request(record: dg.EventLogRecord, run: dg.DagsterRun | None) -> dg.RunRequest:
     """The register-and-deploy run for one deployable_model materialization (of the training run ``run``)."""
     partition = str(record.partition_key)
@@ -74,6 +81,8 @@ def registration_run_requests(
             # a time). Register once it has ended; the cursor stays before this event until then.
             first_unfinished = first_unfinished or record.storage_id
             continue
+        if run is not None and run.status == dg.DagsterRunStatus.FAILURE and not _scored_in(instance, record, run):
+            continue  # its scores failed: the gate would read another run's scores for this model
         requests.append(registration_request(record, run))
     if first_unfinished is not None:
         # Events after it that were requested now are seen again next tick and skipped (already_registering).

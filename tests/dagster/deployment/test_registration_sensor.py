@@ -118,3 +118,37 @@ def test_a_model_registered_in_process_is_not_requested_again(model_dir, tmp_pat
         _execute(instance, next(r for r in requests if r.partition_key == first))  # as biodiv run does
         again, _ = _tick(instance, None)  # a fresh sensor: no cursor yet
         assert [r.partition_key for r in again] == [second]
+
+
+def test_a_model_whose_run_failed_before_its_scores_is_not_registered():
+    """The training run made deployable_model, then its scores step failed: registering that model would gate it
+    against another run's scores. A run that scored it too is registered."""
+    from biodiv_dagster.deployment.sensor import registration_run_requests
+    from biodiv_dagster.partitions import site_species_partitions
+
+    fail = {"scores": True}
+
+    @dg.asset(name="deployable_model", partitions_def=site_species_partitions)
+    def model():
+        return dg.MaterializeResult(metadata={"model_uri": "file:///nowhere"})
+
+    @dg.asset(name="scores", partitions_def=site_species_partitions, deps=[model])
+    def scores():
+        if fail["scores"]:
+            raise RuntimeError("scores step failed")
+        return dg.MaterializeResult(metadata={"roc_auc": 0.8})
+
+    with dg.instance_for_test() as instance:
+        [partition] = add_partitions(instance, ["everglades"], ["lynx-canadensis"])
+        job = dg.Definitions(assets=[model, scores]).resolve_implicit_global_asset_job_def()
+        failed = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+        assert not failed.success
+        assert registration_run_requests(instance, None)[0] == []
+        fail["scores"] = False
+        scored = job.execute_in_process(instance=instance, partition_key=partition)
+        from biodiv_dagster.deployment.upstream import run_record
+
+        [request] = registration_run_requests(instance, None)[0]  # the scored run's model, and only that one
+        assert request.tags[STORAGE_ID_TAG] == str(
+            run_record(instance, "deployable_model", partition, scored.run_id).storage_id
+        )
