@@ -2,6 +2,7 @@
 
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +19,10 @@ TESTS = str(Path(__file__).resolve().parents[2])
 @pytest.fixture
 def instance(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # a run server of this test's own
+    # tempfile caches the temp folder at its first use: without this, the launcher (in this process) would
+    # share an earlier test's server under /tmp, which may be idling out just as a run arrives (the run then
+    # goes the plain way, correctly, but not forked).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
     launcher = {"module": "biodiv_dagster.run_launcher", "class": "WarmRunLauncher"}
