@@ -109,6 +109,22 @@ def _settings(args: argparse.Namespace) -> dict:
     return {f.name: getattr(args, f.name) for f in setting_fields()}
 
 
+def lone_run_threads(instance, settings: dict) -> dict:
+    """``settings`` with the LightGBM threads of one `biodiv run`: when they are automatic (0), the cores divided
+    by the runs actually in progress (this one and those the instance shows), not by the configured maximum of
+    concurrent runs, which is for the daemon's queue. Alone on 2 cores, a run's steps get both."""
+    import dagster as dg
+
+    from biodiv_core.run_settings import load_run_settings
+    from biodiv_core.threads import cpu_budget
+
+    if settings.get("num_threads") is not None or load_run_settings().num_threads:
+        return settings
+    in_progress = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+    running = len(instance.get_run_ids(filters=dg.RunsFilter(statuses=list(in_progress))))
+    return {**settings, "num_threads": cpu_budget(running + 1)}
+
+
 def _quiet_terminal() -> None:
     """Warnings, errors and progress lines on the terminal; the full INFO log stays in each Dagster run's log."""
     os.environ.setdefault("BIODIV_STEP_LOG_LEVEL", "WARNING")
@@ -162,12 +178,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     preflight()
     # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.
     with _stdout_to_stderr(args.json):
+        instance = open_instance()
         outcome = run_partition(
-            open_instance(),
+            instance,
             args.site,
             args.species,
             quiet=quiet,
-            **_settings(args),
+            **lone_run_threads(instance, _settings(args)),
         )
     summary = outcome.summary
     if args.json:
