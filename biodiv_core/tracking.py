@@ -207,3 +207,7 @@ def log_artifact(local_path: str | os.PathLike, artifact_path: str | None = None
     import mlflow
 
     mlflow.log_artifact(os.fspath(local_path), artifact_path=artifact_path)
+
+
+if __name__ == "__main__":  # `python -m biodiv_core.tracking`: create the store ahead of the steps (preflight)
+    ensure_experiment()

@@ -15,7 +15,10 @@ where batch scoring reads it.
 import json
 import math
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +95,10 @@ def cv_quality(
     """
     y = as_target(targets)
     frame = _aligned_coords(features, coords)
-    fit_predict = lightgbm_fit_predict(params, num_threads)
+    # With two or more threads, the baseline's folds (scikit-learn) fit in a thread beside LightGBM's spatial
+    # refits, which leave it one of the threads (LightGBM releases the GIL while it trains).
+    parallel = baseline and num_threads > 1
+    fit_predict = lightgbm_fit_predict(params, num_threads - 1 if parallel else num_threads)
     out: dict = {"cv_strategy": validate_strategy(cv_strategy), "n_folds": n_folds, "block_size_km": block_size_km}
 
     if tuned_oof is not None and len(tuned_oof) != len(y):
@@ -103,9 +109,7 @@ def cv_quality(
             return np.asarray(tuned_oof, dtype=float)
         return out_of_fold_predictions(fit_predict, features, y, strategy_folds)
 
-    random_folds = make_folds(frame, y, "random", n_folds, block_size_km, seed)
-    oof = {"random": predictions("random", random_folds)}
-    folds = {"random": random_folds}
+    folds = {"random": make_folds(frame, y, "random", n_folds, block_size_km, seed)}
     spatial = cv_strategy if cv_strategy in SPATIAL_STRATEGIES else "spatial_blocks"
     out["spatial_strategy"] = spatial
     if cv_strategy in SPATIAL_STRATEGIES or has_coordinates(frame):
@@ -115,8 +119,9 @@ def cv_quality(
             if cv_strategy == spatial:
                 raise
             out["spatial_cv_error"] = str(exc)
-        else:
-            oof[spatial] = predictions(spatial, folds[spatial])
+    if baseline:
+        base = (_in_background if parallel else _now)(baseline_oof, features, y, folds[cv_strategy])
+    oof = {strategy: predictions(strategy, strategy_folds) for strategy, strategy_folds in folds.items()}
 
     out["roc_auc_random_cv"] = _auc(y, oof["random"])
     out["roc_auc_spatial_cv"] = _auc(y, oof[spatial]) if spatial in oof else None
@@ -130,10 +135,22 @@ def cv_quality(
     out["tss_cv"] = tss_cv
     out["roc_auc_cv"] = _auc(y, chosen)
     if baseline:
-        base = baseline_oof(features, y, folds[cv_strategy])
-        out["baseline_roc_auc_cv"] = _auc(y, base)
+        out["baseline_roc_auc_cv"] = _auc(y, base())
         out["lift_cv"] = out["roc_auc_cv"] - out["baseline_roc_auc_cv"]
     return _finite(out)
+
+
+def _now(function: Callable[..., Any], *args) -> Callable[[], Any]:
+    result = function(*args)
+    return lambda: result
+
+
+def _in_background(function: Callable[..., Any], *args) -> Callable[[], Any]:
+    """Start ``function(*args)`` in a thread; the returned call waits for its result (or raises its error)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="biodiv-beside")
+    future = pool.submit(function, *args)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return future.result
 
 
 def write_cv_quality(folder: str | os.PathLike, quality: dict) -> Path:
@@ -166,6 +183,7 @@ def held_out_quality(
     cv: dict | None = None,
     n_top: int = 5,
     seed: int = 0,
+    num_threads: int = 1,
 ) -> dict:
     """Held-out quality metrics of a fitted ``model``; writes ``calibration_curve.png`` and explanations.
 
@@ -179,12 +197,14 @@ def held_out_quality(
     metrics = threshold_metrics(y_test, probability, threshold)
     roc_auc = metrics.pop("roc_auc")
     out = {**metrics}
-    base = baseline_scores(x_train, y_train, x_test, y_test, model_roc_auc=roc_auc)
-    out["baseline_roc_auc"] = base["baseline_roc_auc"]
-    out["lift"] = base["lift"]
+    # With two or more threads, the baseline (scikit-learn) fits beside the explanations and their plots.
+    base = (_in_background if num_threads > 1 else _now)(baseline_scores, x_train, y_train, x_test, y_test, roc_auc)
     calibration = calibration_table(y_test, probability)
     images = {"calibration_curve": str(plot_calibration(calibration, output / "calibration_curve.png"))}
     explained = explain_model(model, x_train, output / "explanations", n_top=n_top, seed=seed)
+    base = base()
+    out["baseline_roc_auc"] = base["baseline_roc_auc"]
+    out["lift"] = base["lift"]
     images.update(explained["images"])
     out["top_features"] = explained["top_features"]
     out["calibration"] = calibration.to_dict(orient="records")

@@ -45,6 +45,7 @@ def run_score(args: ScoreArgs) -> dict:
                 tmp,
                 threshold=threshold,
                 cv=read_cv_quality(args.best_parameters),
+                num_threads=args.num_threads,
             )
             (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
             tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -48,12 +49,13 @@ SQLITE_PREFIX = "sqlite:///"
 
 def _check_sqlite_store(path: Path) -> None:
     """A SQLite store read with the standard library: importing MLflow costs `biodiv run` 2-3 s before its first
-    step, and the runs import it in the background anyway. A missing file is created by the first step (its
+    step, and the runs import it in the background anyway. A missing file is created ahead of the steps (its
     folder must be writable); an existing one must be a whole database (`quick_check` reads every page)."""
     import sqlite3
 
     if not path.exists():
         check_writable(path.parent)
+        _create_store_ahead()
         return
     try:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
@@ -62,6 +64,23 @@ def _check_sqlite_store(path: Path) -> None:
         result = _first_line(exc)
     if result != "ok":
         raise sqlite3.DatabaseError(result)
+
+
+_creating: list[subprocess.Popen] = []  # the side process creating a new store (held: no zombie warning)
+
+
+def _create_store_ahead() -> None:
+    """Create a new SQLite store in a side process while the prep step works: its ~50 MLflow migrations cost
+    ~3 s of CPU, which the first tracked step (train) would otherwise pay on the run's critical path. Not in a
+    thread: alembic keeps its migration context in module globals, and Dagster stamps a run's event log with
+    alembic in this process meanwhile. The side process holds the store's lock while it creates the tables
+    (`tracking.ensure_experiment`), so a step that starts meanwhile waits for them; a failure is that step's
+    to report."""
+    from biodiv_dagster.launcher import warm
+
+    command = warm.command("biodiv_core.tracking", [])
+    devnull = subprocess.DEVNULL
+    _creating.append(subprocess.Popen(command, stdin=devnull, stdout=devnull, stderr=devnull, start_new_session=True))
 
 
 def check_mlflow_store() -> None:

@@ -44,6 +44,27 @@ def test_cv_quality_reports_random_and_spatial_auc_and_a_training_threshold(prep
     assert read_threshold(tmp_path / "nowhere") == 0.5
 
 
+def test_two_threads_fit_the_baseline_beside_lightgbm_with_the_same_numbers(prepared, monkeypatch):
+    X, y, coords = prepared
+    settings = dict(cv_strategy="spatial_blocks", n_folds=4, block_size_km=50)
+    assert cv_quality(X, y, coords, PARAMS, num_threads=2, **settings) == cv_quality(
+        X, y, coords, PARAMS, num_threads=1, **settings
+    )
+    # A failure in the baseline's thread is the call's failure, not a lost number.
+    threads = []
+
+    def failing_baseline(*args):
+        import threading
+
+        threads.append(threading.current_thread().name)
+        raise DataContractError("baseline failed")
+
+    monkeypatch.setattr("biodiv_core.evaluation.quality.baseline_oof", failing_baseline)
+    with pytest.raises(DataContractError, match="baseline failed"):
+        cv_quality(X, y, coords, PARAMS, num_threads=2, **settings)
+    assert threads and threads[0].startswith("biodiv-beside")
+
+
 def test_threshold_is_chosen_on_the_requested_folds(prepared):
     X, y, coords = prepared
     quality = cv_quality(X, y, coords, PARAMS, cv_strategy="random", n_folds=3, baseline=False)
@@ -89,6 +110,11 @@ def test_held_out_quality_scores_the_test_rows_and_writes_images(prepared, tmp_p
     for path in out["images"].values():
         assert (tmp_path / path).read_bytes()[:4] == b"\x89PNG"
     json.dumps(out)  # JSON-able as is
+    # With two threads the baseline fits beside the explanations: the same numbers.
+    two = held_out_quality(
+        booster, X[train], y[train], X[test], y[test], tmp_path / "two", threshold=0.4, cv=cv, n_top=3, num_threads=2
+    )
+    assert two == out
 
 
 def test_stages_use_spatial_cv_and_carry_the_threshold_to_the_deployed_model(tmp_path):
