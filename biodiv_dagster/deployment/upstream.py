@@ -37,8 +37,11 @@ def latest_record(
     return records[0]
 
 
+RUN_RECORD_WINDOW = 50  # recent materializations of a partition searched for one run's
+
+
 def run_record(
-    instance: dg.DagsterInstance, asset: str, partition: str, run_id: str | None, window: int = 50
+    instance: dg.DagsterInstance, asset: str, partition: str, run_id: str | None, window: int = RUN_RECORD_WINDOW
 ) -> dg.EventLogRecord | None:
     """The newest materialization of ``asset`` for ``partition`` made by run ``run_id`` (None if it made none).
 
