@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from biodiv_core.errors import DataContractError
+from biodiv_core.evaluation import figures
 from biodiv_core.training.model import predict_proba
 
 
@@ -120,11 +121,8 @@ def response_curves(
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    return figures.save(fig, path, bbox_inches="tight")
 
 
 def plot_importance(table: pd.DataFrame, path: str | Path, value: str = "gain", top: int = 20) -> Path:

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from biodiv_core.evaluation import figures
 from biodiv_core.evaluation.outputs import CLASS_NAMES
 
 _REPORT_ROWS = (*CLASS_NAMES, "macro avg", "weighted avg")
@@ -33,7 +34,7 @@ def _heatmap(values: np.ndarray, rows, columns, title: str, fmt: str, path, xlab
             ax.set_ylabel(ylabel)
         fig.colorbar(image, ax=ax)
         fig.tight_layout()
-        fig.savefig(os.fspath(path), dpi=100)
+        figures.save(fig, path)
     finally:
         plt.close(fig)
 
@@ -77,7 +78,7 @@ def plot_roc_curve(y_true, probabilities, threshold: float, path) -> None:
         ax.set_title("ROC curve (held-out test set)")
         ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(os.fspath(path), dpi=100)
+        figures.save(fig, path)
     finally:
         plt.close(fig)
 
@@ -95,7 +96,7 @@ def plot_tuning_history(trials: list[dict], path) -> None:
         ax.set_title(f"Tuning history ({len(aucs)} trials)")
         ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(os.fspath(path), dpi=100)
+        figures.save(fig, path)
     finally:
         plt.close(fig)
 

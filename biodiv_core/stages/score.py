@@ -12,6 +12,7 @@ from pathlib import Path
 
 from biodiv_core import tracking
 from biodiv_core.atomic import output_dir
+from biodiv_core.evaluation import figures
 from biodiv_core.evaluation.metrics import evaluate, flat_metrics, write_results
 from biodiv_core.evaluation.outputs import QUALITY_FILE, ROC_CURVE_FILE
 from biodiv_core.evaluation.plots import plot_roc_curve
@@ -34,19 +35,21 @@ def run_score(args: ScoreArgs) -> dict:
         metrics = evaluate(y_test.to_numpy(), probability, threshold=threshold)
         tracking.log_metrics(flat_metrics(metrics))
         with output_dir(args.output) as tmp:
-            paths = write_results(metrics, tmp)
-            plot_roc_curve(y_test.to_numpy(), probability, threshold, tmp / ROC_CURVE_FILE)
-            quality = held_out_quality(
-                booster,
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                tmp,
-                threshold=threshold,
-                cv=read_cv_quality(args.best_parameters),
-                num_threads=args.num_threads,
-            )
+            # With two or more threads, forked workers draw the figures while this process computes the rest.
+            with figures.written_beside(args.num_threads):
+                paths = write_results(metrics, tmp)
+                plot_roc_curve(y_test.to_numpy(), probability, threshold, tmp / ROC_CURVE_FILE)
+                quality = held_out_quality(
+                    booster,
+                    x_train,
+                    y_train,
+                    x_test,
+                    y_test,
+                    tmp,
+                    threshold=threshold,
+                    cv=read_cv_quality(args.best_parameters),
+                    num_threads=args.num_threads,
+                )
             (tmp / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
             tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
             tracking.log_artifacts(tmp, artifact_path="scores")

@@ -73,6 +73,12 @@ def test_stages_chain(tmp_path, prepared, params_file):
     quality = {"quality.json", "calibration_curve.png", "explanations"}
     seed = {"metrics.json", "confusion_matrix.png", "classification_report.png", "roc_curve.png"}
     assert {p.name for p in scores.iterdir()} == seed | quality
+    # With two threads (a lone `biodiv run`) the figures are drawn by forked workers: the same files, all whole.
+    two = run_score(best, split, tmp_path / "scores-2", site=SITE, correlation_id="corr-2", num_threads=2)
+    assert two["roc_auc"] == pytest.approx(score["roc_auc"], abs=0.01)
+    written = sorted(p.relative_to(tmp_path / "scores-2") for p in (tmp_path / "scores-2").rglob("*.png"))
+    assert written == sorted(p.relative_to(scores) for p in scores.rglob("*.png")) and len(written) == 7
+    assert all((tmp_path / "scores-2" / p).read_bytes()[:4] == b"\x89PNG" for p in written)
 
     deployed = run_train_to_deploy(prepared, best, deploy, site=SITE, correlation_id="corr-42")
     metadata = json.loads((deploy / "model_metadata.json").read_text())
