@@ -120,7 +120,7 @@ def cv_quality(
                 raise
             out["spatial_cv_error"] = str(exc)
     if baseline:
-        base = (_in_background if parallel else _now)(baseline_oof, features, y, folds[cv_strategy])
+        base_oof = (_in_background if parallel else _now)(baseline_oof, features, y, folds[cv_strategy])
     oof = {strategy: predictions(strategy, strategy_folds) for strategy, strategy_folds in folds.items()}
 
     out["roc_auc_random_cv"] = _auc(y, oof["random"])
@@ -135,7 +135,7 @@ def cv_quality(
     out["tss_cv"] = tss_cv
     out["roc_auc_cv"] = _auc(y, chosen)
     if baseline:
-        out["baseline_roc_auc_cv"] = _auc(y, base())
+        out["baseline_roc_auc_cv"] = _auc(y, base_oof())
         out["lift_cv"] = out["roc_auc_cv"] - out["baseline_roc_auc_cv"]
     return _finite(out)
 
@@ -198,11 +198,11 @@ def held_out_quality(
     roc_auc = metrics.pop("roc_auc")
     out = {**metrics}
     # With two or more threads, the baseline (scikit-learn) fits beside the explanations and their plots.
-    base = (_in_background if num_threads > 1 else _now)(baseline_scores, x_train, y_train, x_test, y_test, roc_auc)
+    baseline = (_in_background if num_threads > 1 else _now)(baseline_scores, x_train, y_train, x_test, y_test, roc_auc)
     calibration = calibration_table(y_test, probability)
     images = {"calibration_curve": str(plot_calibration(calibration, output / "calibration_curve.png"))}
     explained = explain_model(model, x_train, output / "explanations", n_top=n_top, seed=seed)
-    base = base()
+    base = baseline()
     out["baseline_roc_auc"] = base["baseline_roc_auc"]
     out["lift"] = base["lift"]
     images.update(explained["images"])
