@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,9 @@ class CVOutcome:
     pruned: bool
     fold_aucs: tuple[float, ...] = ()  # AUC of each trained fold at the best round
     folds_trained: int = 0  # fewer than the folds when the trial stopped after the first rung
-    oof: np.ndarray | None = None  # out-of-fold probabilities at the best round, when asked for
+    # The out-of-fold probabilities at the best round, when asked for: computed on call, so a tuner predicts only
+    # with its final leader's boosters (they stay referenced until then), not with every leader's along the way.
+    oof: Callable[[], np.ndarray] | None = None
 
 
 def stratified_folds(targets: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -189,7 +192,8 @@ def cross_validate(
     estimate incumbent + (its rung mean - the incumbent's rung mean), always below the incumbent; else the
     other folds catch up to the same round and all train on (successive halving over folds).
     ``oof_if_leading``: when the trial beats ``incumbent`` (or there is none), also return its out-of-fold
-    probabilities at the best round, so the caller's quality numbers need no refits of the same folds.
+    probabilities at the best round (on call, see `CVOutcome.oof`), so the caller's quality numbers need no
+    refits of the same folds.
     """
     import lightgbm as lgb
 
@@ -230,7 +234,7 @@ def cross_validate(
             history[:] = [np.concatenate([row, [r[i] for r in caught_up]]) for i, row in enumerate(history)]
         best_round, reason = _train_until(boosters, history, max_rounds, patience, target, chunk, pool)
         leading = incumbent is None or float(history[best_round].mean()) > incumbent
-        oof = _out_of_fold(boosters, data, best_round + 1) if oof_if_leading and leading else None
+        oof = partial(_out_of_fold, boosters, data, best_round + 1) if oof_if_leading and leading else None
     finally:
         if pool is not None:
             pool.shutdown()
@@ -319,7 +323,7 @@ def tune(
     folds = stratified_folds(y, n_folds, seed) if folds is None else [(np.sort(a), np.sort(b)) for a, b in folds]
     data = FoldData(x, y, folds, config.binning_params())
     records: list[dict] = []
-    leading_oof: list[np.ndarray | None] = [None]
+    leading_oof: list[Callable[[], np.ndarray] | None] = [None]
 
     def objective(sample: dict) -> dict:
         params = {**config.params_from_sample(sample), "seed": seed, "deterministic": True}
@@ -364,4 +368,5 @@ def tune(
         "deterministic": True,
         "num_boost_round": best["num_boost_round"],
     }
-    return TuningResult(best_params=best_params, best_cv_auc=best["auc"], trials=records, oof=leading_oof[0])
+    oof = leading_oof[0]() if leading_oof[0] is not None else None
+    return TuningResult(best_params=best_params, best_cv_auc=best["auc"], trials=records, oof=oof)
