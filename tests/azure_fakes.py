@@ -23,7 +23,9 @@ run-history errors (`jobs._runs_operations.get_run_details`), the MLflow trackin
 a job's environment, the studio link, versioning of models, and long-running-operation pollers.
 Per-step behaviours (``client.jobs.behaviours[step] = ...``) script what real jobs do rarely:
 "NotResponding", "hang" (Running until canceled), "transient" (Failed with a ServiceError),
-"transient_once" (only the first job of the step).
+"transient_once" (only the first job of the step), "output_full" / "output_read_only" (the job's writes into
+its output mounts fail with ENOSPC / EROFS), "upload_conflict" (the command succeeds, the output upload fails with
+an azure-core ResourceExistsError).
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ DATASTORE_URI = re.compile(
 JOB_ARTIFACT_URI = re.compile(r"azureml://jobs/([^/]+)/outputs/artifacts/paths/(.+?)/?")
 ARTIFACT_DATASTORE = "workspaceartifactstore"
 FAKE_JOB_SITE = Path(__file__).parent / "fake_job_site"  # sitecustomize: no editable biodiv, blobfuse renames
+# Behaviours whose job process finds its output mounts full / read-only (errno name for fake_job_site).
+FULL_MOUNT_ERRNOS = {"output_full": "ENOSPC", "output_read_only": "EROFS"}
+# What run history says when the upload of a job's output fails after its command ended.
+UPLOAD_CONFLICT = (
+    "Failed to upload outputs of the job: azure.core.exceptions.ResourceExistsError: The specified blob already "
+    "exists. ErrorCode:BlobAlreadyExists"
+)
 
 
 class FakePoller:
@@ -241,6 +250,8 @@ class FakeJobOperations:
             job.error_message = "Compute node was preempted (low priority); the job can be resubmitted."
             return
         command, cwd, env = self._prepare(job)
+        if behaviour in FULL_MOUNT_ERRNOS:  # the job's writes into its output mounts fail (fake_job_site)
+            env["BIODIV_FAKE_FULL_MOUNTS"] = FULL_MOUNT_ERRNOS[behaviour]
         job.log_dir = Path(self._client.root) / "jobs" / job.name / "user_logs"
         job.log_dir.mkdir(parents=True, exist_ok=True)
         with open(job.log_dir / "std_log.txt", "wb") as log:
@@ -251,6 +262,10 @@ class FakeJobOperations:
             job.status = "Canceled"
             return
         job.status = "Finalizing"
+        if code == 0 and behaviour == "upload_conflict":  # the step ended well; uploading its output did not
+            job.error_code, job.error_message = "UserError", UPLOAD_CONFLICT
+            job.status = "Failed"
+            return
         if code == 0:
             job.status = "Completed"
             return
