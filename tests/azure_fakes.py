@@ -43,7 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceResponseError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceResponseError,
+)
 
 STUDIO = "https://ml.azure.com/runs/{name}?wsid=/subscriptions/fake/resourcegroups/rg/workspaces/ws"
 LOCATION = "westeurope"
@@ -79,6 +84,17 @@ class FakePoller:
 
     def wait(self, timeout: float | None = None) -> None:
         return None
+
+
+class FailedPoller(FakePoller):
+    """A long-running operation that ended in failure: `.result()` raises, as azure-core's poller does."""
+
+    def __init__(self, error: Exception):
+        super().__init__()
+        self._error = error
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self._error
 
 
 def _not_found(kind: str, name: str, version: Any = None) -> ResourceNotFoundError:
@@ -442,6 +458,7 @@ class FakeBatchEndpointOperations:
         self._client = client
         self._items: dict[str, Any] = {}
         self.writes = 0
+        self.deleted: list[str] = []
 
     def begin_create_or_update(self, endpoint: Any, **kwargs: Any) -> FakePoller:
         name = endpoint.name or ""
@@ -459,6 +476,16 @@ class FakeBatchEndpointOperations:
         self._items[name] = rest
         self.writes += 1
         return FakePoller(self.get(name))
+
+    def begin_delete(self, name: str, **kwargs: Any) -> FakePoller:
+        """Deletes the endpoint and its deployments (as the service does)."""
+        if name not in self._items:
+            raise _not_found("BatchEndpoint", name)
+        del self._items[name]
+        for key in [key for key in self._client.batch_deployments._items if key[0] == name]:
+            del self._client.batch_deployments._items[key]
+        self.deleted.append(name)
+        return FakePoller()
 
     def get(self, name: str, **kwargs: Any):
         from azure.ai.ml.entities import BatchEndpoint
@@ -514,6 +541,7 @@ class FakeBatchDeploymentOperations:
         self._client = client
         self._items: dict[tuple[str, str], Any] = {}
         self.writes = 0
+        self.provisioning_failures: list[str] = []  # the next deployments fail to provision with these messages
 
     def begin_create_or_update(self, deployment: Any, **kwargs: Any) -> FakePoller:
         if deployment.endpoint_name not in self._client.batch_endpoints._items:
@@ -539,6 +567,9 @@ class FakeBatchDeploymentOperations:
         rest.id = f"{WORKSPACE_ID}/batchEndpoints/{deployment.endpoint_name}/deployments/{deployment.name}"
         self._items[(deployment.endpoint_name, deployment.name)] = rest
         self.writes += 1
+        if self.provisioning_failures:  # the deployment entity exists, its provisioning failed (the poller raises)
+            rest.properties.provisioning_state = "Failed"
+            return FailedPoller(HttpResponseError(self.provisioning_failures.pop(0)))
         return FakePoller(self.get(deployment.name, deployment.endpoint_name))
 
     def get(self, name: str, endpoint_name: str, **kwargs: Any):
