@@ -90,9 +90,15 @@ def withdraw_retracted_models(
     instance: dg.DagsterInstance, run_id: str, reason: str, backend: DeploymentBackend | None = None
 ) -> list[str]:
     """Withdraw every version registered from a deployable_model of the retracted run ``run_id``; one line each."""
+    run = instance.get_run_by_id(run_id)
+    partition = run.tags.get("dagster/partition") if run is not None else None
+    # The run's own partition when it has one: in a backfill the run's event may be far down the asset's history.
+    models_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("deployable_model"), asset_partitions=[partition] if partition else None
+    )
     run_models = {
         record.storage_id: str(record.partition_key)
-        for record in instance.fetch_materializations(dg.AssetKey("deployable_model"), limit=SCAN_WINDOW).records
+        for record in instance.fetch_materializations(models_filter, limit=SCAN_WINDOW).records
         if record.run_id == run_id and record.partition_key
     }
     if not run_models:
