@@ -35,8 +35,11 @@ def ensure_dagster_home() -> Path:
 def get_instance():
     """The persistent DagsterInstance on DAGSTER_HOME (what `dagster dev` / `biodiv ui` use too).
 
-    Opened under a lock in DAGSTER_HOME: the first open creates the SQLite storages, and two processes doing
-    that at once fail with "table ... already exists". A dagster.yaml that cannot be read is a ConfigError.
+    The first open creates the SQLite storages, and two processes doing that at once fail with "table ... already
+    exists": the project's dagster.yaml names a storage that creates them under a lock in every process that opens
+    the instance (instance_storage.py: the daemon, webserver and run workers too). This lock in DAGSTER_HOME also
+    covers a home whose dagster.yaml predates that storage, for the CLI's own processes. A dagster.yaml that cannot
+    be read is a ConfigError.
     """
     import dagster as dg
     import yaml

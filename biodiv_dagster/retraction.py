@@ -17,8 +17,9 @@ its materializations is retracted:
 
 Dagster's own ``wipe_asset_partitions`` is not implemented for SQL event storage (SQLite, Postgres), and it
 would wipe a partition's whole history, the earlier good runs included; hence the marker and the filter.
-Who retracts: `biodiv run`/`main` after a failed in-process run (``retract_if_storage_failure``), and the
-``storage_failure_sensor`` for runs the daemon launched (UI, backfills, sensors).
+Who retracts: `biodiv run`/`main` after a failed in-process run, and the ``storage_failure_sensor`` for runs the
+daemon launched (UI, backfills, sensors), both through `deployment/rollback.py` ``retract_and_withdraw``, which also
+withdraws any model version registered from the retracted outputs.
 """
 
 from __future__ import annotations
@@ -161,15 +162,3 @@ def usable_records(
     """``instance.fetch_materializations`` without retracted runs' materializations: up to ``limit`` records."""
     records = instance.fetch_materializations(records_filter, limit=limit + SCAN_WINDOW, ascending=ascending).records
     return usable(instance, records)[:limit]
-
-
-@dg.run_failure_sensor(
-    name="storage_failure_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=5,
-    description="Retracts the outputs of a run that failed on a full or read-only disk (biodiv_dagster/retraction.py).",
-)
-def storage_failure_sensor(context: dg.RunFailureSensorContext) -> None:
-    retracted = retract_if_storage_failure(context.instance, context.dagster_run.run_id)
-    if retracted:
-        context.log.warning(f"run {context.dagster_run.run_id} failed on storage: retracted {retracted}")

@@ -23,7 +23,9 @@ run-history errors (`jobs._runs_operations.get_run_details`), the MLflow trackin
 a job's environment, the studio link, versioning of models, and long-running-operation pollers.
 Per-step behaviours (``client.jobs.behaviours[step] = ...``) script what real jobs do rarely:
 "NotResponding", "hang" (Running until canceled), "transient" (Failed with a ServiceError),
-"transient_once" (only the first job of the step).
+"transient_once" (only the first job of the step), "output_full" / "output_read_only" (the job's writes into
+its output mounts fail with ENOSPC / EROFS), "upload_conflict" (the command succeeds, the output upload fails with
+an azure-core ResourceExistsError).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceResponseError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceResponseError,
+)
 
 STUDIO = "https://ml.azure.com/runs/{name}?wsid=/subscriptions/fake/resourcegroups/rg/workspaces/ws"
 LOCATION = "westeurope"
@@ -54,6 +61,13 @@ DATASTORE_URI = re.compile(
 JOB_ARTIFACT_URI = re.compile(r"azureml://jobs/([^/]+)/outputs/artifacts/paths/(.+?)/?")
 ARTIFACT_DATASTORE = "workspaceartifactstore"
 FAKE_JOB_SITE = Path(__file__).parent / "fake_job_site"  # sitecustomize: no editable biodiv, blobfuse renames
+# Behaviours whose job process finds its output mounts full / read-only (errno name for fake_job_site).
+FULL_MOUNT_ERRNOS = {"output_full": "ENOSPC", "output_read_only": "EROFS"}
+# What run history says when the upload of a job's output fails after its command ended.
+UPLOAD_CONFLICT = (
+    "Failed to upload outputs of the job: azure.core.exceptions.ResourceExistsError: The specified blob already "
+    "exists. ErrorCode:BlobAlreadyExists"
+)
 
 
 class FakePoller:
@@ -70,6 +84,17 @@ class FakePoller:
 
     def wait(self, timeout: float | None = None) -> None:
         return None
+
+
+class FailedPoller(FakePoller):
+    """A long-running operation that ended in failure: `.result()` raises, as azure-core's poller does."""
+
+    def __init__(self, error: Exception):
+        super().__init__()
+        self._error = error
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self._error
 
 
 def _not_found(kind: str, name: str, version: Any = None) -> ResourceNotFoundError:
@@ -241,6 +266,8 @@ class FakeJobOperations:
             job.error_message = "Compute node was preempted (low priority); the job can be resubmitted."
             return
         command, cwd, env = self._prepare(job)
+        if behaviour in FULL_MOUNT_ERRNOS:  # the job's writes into its output mounts fail (fake_job_site)
+            env["BIODIV_FAKE_FULL_MOUNTS"] = FULL_MOUNT_ERRNOS[behaviour]
         job.log_dir = Path(self._client.root) / "jobs" / job.name / "user_logs"
         job.log_dir.mkdir(parents=True, exist_ok=True)
         with open(job.log_dir / "std_log.txt", "wb") as log:
@@ -251,6 +278,10 @@ class FakeJobOperations:
             job.status = "Canceled"
             return
         job.status = "Finalizing"
+        if code == 0 and behaviour == "upload_conflict":  # the step ended well; uploading its output did not
+            job.error_code, job.error_message = "UserError", UPLOAD_CONFLICT
+            job.status = "Failed"
+            return
         if code == 0:
             job.status = "Completed"
             return
@@ -427,6 +458,7 @@ class FakeBatchEndpointOperations:
         self._client = client
         self._items: dict[str, Any] = {}
         self.writes = 0
+        self.deleted: list[str] = []
 
     def begin_create_or_update(self, endpoint: Any, **kwargs: Any) -> FakePoller:
         name = endpoint.name or ""
@@ -444,6 +476,16 @@ class FakeBatchEndpointOperations:
         self._items[name] = rest
         self.writes += 1
         return FakePoller(self.get(name))
+
+    def begin_delete(self, name: str, **kwargs: Any) -> FakePoller:
+        """Deletes the endpoint and its deployments (as the service does)."""
+        if name not in self._items:
+            raise _not_found("BatchEndpoint", name)
+        del self._items[name]
+        for key in [key for key in self._client.batch_deployments._items if key[0] == name]:
+            del self._client.batch_deployments._items[key]
+        self.deleted.append(name)
+        return FakePoller()
 
     def get(self, name: str, **kwargs: Any):
         from azure.ai.ml.entities import BatchEndpoint
@@ -499,6 +541,7 @@ class FakeBatchDeploymentOperations:
         self._client = client
         self._items: dict[tuple[str, str], Any] = {}
         self.writes = 0
+        self.provisioning_failures: list[str] = []  # the next deployments fail to provision with these messages
 
     def begin_create_or_update(self, deployment: Any, **kwargs: Any) -> FakePoller:
         if deployment.endpoint_name not in self._client.batch_endpoints._items:
@@ -524,6 +567,9 @@ class FakeBatchDeploymentOperations:
         rest.id = f"{WORKSPACE_ID}/batchEndpoints/{deployment.endpoint_name}/deployments/{deployment.name}"
         self._items[(deployment.endpoint_name, deployment.name)] = rest
         self.writes += 1
+        if self.provisioning_failures:  # the deployment entity exists, its provisioning failed (the poller raises)
+            rest.properties.provisioning_state = "Failed"
+            return FailedPoller(HttpResponseError(self.provisioning_failures.pop(0)))
         return FakePoller(self.get(deployment.name, deployment.endpoint_name))
 
     def get(self, name: str, endpoint_name: str, **kwargs: Any):

@@ -9,21 +9,23 @@ import functools
 import dagster as dg
 
 from biodiv_core import naming
-from biodiv_core.errors import BiodivError, NotFoundError
+from biodiv_core.errors import BiodivError
 from biodiv_dagster import mlflow_links
 from biodiv_dagster.correlation import CORRELATION_TAG, correlation_id_from_tags
 from biodiv_dagster.deployment import gate
 from biodiv_dagster.deployment.backend import DeploymentBackend
+from biodiv_dagster.deployment.rollback import deploy_or_roll_back
 from biodiv_dagster.deployment.serial import deployment_lock
 from biodiv_dagster.deployment.upstream import (
     STORAGE_ID_TAG,
+    display_names,
     latest_record,
     matching_record,
     metadata_values,
     require,
     run_record,
 )
-from biodiv_dagster.partitions import site_species_partitions, split_partition_key
+from biodiv_dagster.partitions import site_species_partitions
 from biodiv_dagster.retry import STEP_RETRY_POLICY
 
 GROUP = "biodiv"
@@ -69,16 +71,6 @@ def _user_errors(fn):
     return wrapper
 
 
-def _display_names(instance: dg.DagsterInstance, partition: str) -> tuple[str, str]:
-    """Site and species as the user wrote them (prepared_data metadata), else the partition slugs."""
-    site_slug, species_slug = split_partition_key(partition)
-    try:
-        metadata = metadata_values(latest_record(instance, "prepared_data", partition).asset_materialization)
-    except NotFoundError:  # prepared_data not materialized here (e.g. reported runless): slugs are good names too
-        metadata = {}
-    return str(metadata.get("site") or site_slug), str(metadata.get("species") or species_slug)
-
-
 @dg.asset(
     partitions_def=site_species_partitions,
     retry_policy=STEP_RETRY_POLICY,  # transient registry/endpoint errors; BiodivError is never retried
@@ -105,7 +97,7 @@ def registered_model(context: dg.AssetExecutionContext, deployment_backend: Depl
     scores_meta = metadata_values(scores_record.asset_materialization)
     roc_auc = float(require(scores_meta, "roc_auc", "scores", partition))
 
-    site, species = _display_names(instance, partition)
+    site, species = display_names(instance, partition)
     name = naming.model_name(site, species)
     version = deployment_backend.register(
         model_uri,
@@ -180,16 +172,21 @@ def _gate_and_deploy(
     correlation_id = _correlation_id(context, registered.get("correlation_id"))
 
     current = deployment_backend.deployed_version(name)
-    decision = _newer_deployed(current, candidate) or gate.decide(
-        float(roc_auc) if roc_auc is not None else None,
-        current.roc_auc if current else None,
-        has_deployed=current is not None,
-        floor=quality_gate.auc_floor,
-        tolerance=quality_gate.auc_tolerance,
-        lift=float(registered["lift"]) if registered.get("lift") is not None else None,
-        min_lift=quality_gate.min_lift,
+    refused = deployment_backend.not_deployable(name, candidate)  # its deployment failed, or its run was retracted
+    decision = (
+        _newer_deployed(current, candidate)
+        or (refused and gate.GateDecision(False, f"not deployed: version {candidate} is not deployable ({refused})"))
+        or gate.decide(
+            float(roc_auc) if roc_auc is not None else None,
+            current.roc_auc if current else None,
+            has_deployed=current is not None,
+            floor=quality_gate.auc_floor,
+            tolerance=quality_gate.auc_tolerance,
+            lift=float(registered["lift"]) if registered.get("lift") is not None else None,
+            min_lift=quality_gate.min_lift,
+        )
     )
-    site, species = _display_names(context.instance, partition)
+    site, species = display_names(context.instance, partition)
     endpoint_name = deployment_backend.endpoint_name(site, species)
     metadata: dict[str, object] = {
         "model_name": name,
@@ -203,7 +200,11 @@ def _gate_and_deploy(
     if current is not None:
         metadata["previous_version"] = current.version
     if decision.deploy:
-        endpoint = deployment_backend.deploy(name, candidate, endpoint_name, site, species)
+        # A failed deployment puts the endpoint back on what it served and tags the version (rollback.py).
+        previous = current.version if current else None
+        endpoint = deploy_or_roll_back(
+            deployment_backend, name, candidate, endpoint_name, site, species, previous, log=context.log
+        )
         metadata["deployed_version"] = endpoint.version
         metadata["endpoint_location"] = endpoint.location
     elif current is not None:

@@ -33,7 +33,14 @@ from typing import Any
 from biodiv_core import naming
 from biodiv_core.errors import NotFoundError
 from biodiv_core.settings import REPO_ROOT, biodiv_home
-from biodiv_dagster.deployment.backend import DeployedVersion, DeploymentBackend, EndpointInfo
+from biodiv_dagster.deployment.backend import (
+    DEPLOYABLE_TAG,
+    NOT_DEPLOYABLE_REASON_TAG,
+    DeployedVersion,
+    DeploymentBackend,
+    EndpointInfo,
+    refusal,
+)
 
 SOURCE_TAG = "source_uri"
 MODEL_TAG = "model_name"
@@ -255,6 +262,53 @@ class AzureMLBackend:
             endpoint = self.client.batch_endpoints.begin_create_or_update(endpoint).result()
         location = getattr(endpoint, "scoring_uri", None) or endpoint_name
         return EndpointInfo(endpoint_name=endpoint_name, model_name=name, version=str(version), location=location)
+
+    # --- rollback ------------------------------------------------------------------------------
+
+    def mark_not_deployable(self, name: str, version: str, reason: str) -> None:
+        """Tags only (a version's tags and description are all the service lets change); not archived: an archived
+        version drops out of `models.list`, and registering its source again would then add a fresh copy."""
+        model = self.client.models.get(name=name, version=version)
+        model.tags = {**(model.tags or {}), DEPLOYABLE_TAG: "false", NOT_DEPLOYABLE_REASON_TAG: reason[:5000]}
+        self.client.models.create_or_update(model)
+
+    def not_deployable(self, name: str, version: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return refusal(self.client.models.get(name=name, version=version).tags)
+        except ResourceNotFoundError:
+            return None
+
+    def restore(
+        self, name: str, version: str, endpoint_name: str, site: str, species: str, previous: str | None = None
+    ) -> str | None:
+        """The endpoint's default back on the newest other deployment whose model is deployable (its ``v<N>``
+        deployments are kept for this); the endpoint deleted when none is left, so it never serves ``version``."""
+        endpoint = self._endpoint(endpoint_name)
+        if endpoint is None:
+            return None
+        deployments = {d.name: d for d in self.client.batch_deployments.list(endpoint_name=endpoint_name)}
+        default = deployments.get(default_deployment(endpoint) or "")
+        served = _model_version(default.model) if default is not None else None
+        if served is not None and served != (name, version):
+            return served[1]  # the endpoint serves another version: nothing to undo
+        candidates = {}
+        for deployment in deployments.values():
+            parsed = _model_version(deployment.model)
+            if parsed and parsed[0] == name and parsed[1] != version and self.not_deployable(*parsed) is None:
+                candidates[parsed[1]] = deployment.name
+        if candidates:
+            back = str(previous) if str(previous) in candidates else max(candidates, key=_version_order)
+            endpoint.defaults = {"deployment_name": candidates[back]}
+            self.client.batch_endpoints.begin_create_or_update(endpoint).result()
+            return back
+        self.client.batch_endpoints.begin_delete(name=endpoint_name).result()
+        return None
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
 
 
 def build_deployment(

@@ -14,6 +14,11 @@ from typing import Protocol
 import dagster as dg
 
 DEPLOYED_ALIAS = "deployed"
+# Registry tags of a version that must not be served (its deployment failed, or its training run was retracted):
+# ``deployable`` = "false" and the reason. The gate never deploys it and a rollback never goes back to it. Delete
+# the two tags in the registry to let the gate consider the version again.
+DEPLOYABLE_TAG = "deployable"
+NOT_DEPLOYABLE_REASON_TAG = "not_deployable_reason"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,27 @@ class Backend(Protocol):
     def model_location(self, name: str, version: str) -> str:
         """A local folder or MLflow-loadable URI of the registered model, for batch scoring on this machine."""
 
+    def mark_not_deployable(self, name: str, version: str, reason: str) -> None:
+        """Tag ``version`` ``deployable=false`` with ``reason`` (the version itself stays in the registry)."""
+
+    def not_deployable(self, name: str, version: str) -> str | None:
+        """Why ``version`` must not be deployed (its tags), or None."""
+
+    def restore(
+        self, name: str, version: str, endpoint_name: str, site: str, species: str, previous: str | None = None
+    ) -> str | None:
+        """Make sure the endpoint does not serve ``version``: if it does (or serves nothing), point it back at the
+        newest version deployed before that is still deployable (``previous``, the one served before a failed
+        deploy, first), or take the endpoint down when there is none. Returns the version it serves afterwards."""
+
+
+def refusal(tags: dict[str, str] | None) -> str | None:
+    """The reason a version with these registry tags must not be deployed, or None."""
+    tags = tags or {}
+    if str(tags.get(DEPLOYABLE_TAG, "")).lower() != "false":
+        return None
+    return tags.get(NOT_DEPLOYABLE_REASON_TAG) or "tagged deployable=false"
+
 
 def clean_tags(tags: dict[str, object]) -> dict[str, str]:
     """Tags as strings without None values: registries (AzureML in particular) reject null tag values."""
@@ -73,6 +99,22 @@ class DeploymentBackend(dg.ConfigurableResource):
 
     def model_location(self, name: str, version: str) -> str:
         return self.backend().model_location(name, str(version))
+
+    def not_deployable(self, name: str, version: str) -> str | None:
+        return self.backend().not_deployable(name, str(version))
+
+    def withdraw(
+        self, name: str, version: str, reason: str, endpoint_name: str, site: str, species: str, previous=None
+    ) -> str | None:
+        """Mark ``version`` not deployable and take it off the endpoint (`Backend.restore`); the version served now."""
+        backend = self.backend()
+        backend.mark_not_deployable(name, str(version), reason)
+        return backend.restore(name, str(version), endpoint_name, site, species, previous=previous)
+
+    def restore(
+        self, name: str, version: str, endpoint_name: str, site: str, species: str, previous=None
+    ) -> str | None:
+        return self.backend().restore(name, str(version), endpoint_name, site, species, previous=previous)
 
     def version_url(self, name: str, version: str) -> str | None:
         """A web page showing the registered version (None: the backend has none to offer)."""

@@ -19,9 +19,18 @@ from pathlib import Path
 from biodiv_core import settings
 from biodiv_core.atomic import file_lock
 from biodiv_core.errors import NotFoundError
-from biodiv_dagster.deployment.backend import DEPLOYED_ALIAS, DeployedVersion, DeploymentBackend, EndpointInfo
+from biodiv_dagster.deployment.backend import (
+    DEPLOYABLE_TAG,
+    DEPLOYED_ALIAS,
+    NOT_DEPLOYABLE_REASON_TAG,
+    DeployedVersion,
+    DeploymentBackend,
+    EndpointInfo,
+    refusal,
+)
 
 RUNS_PREFIX = "runs:/"
+DEPLOYED_AT_TAG = "deployed_at"  # set on a version each time it is deployed: where a rollback may go back to
 
 
 class LocalDeploymentBackend(DeploymentBackend):
@@ -137,6 +146,8 @@ class LocalBackend:
     def _deploy(self, name: str, version: str, endpoint_name: str, site: str, species: str) -> EndpointInfo:
         client = self._client()
         model_version = client.get_model_version(name, version)
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        client.set_model_version_tag(name, version, DEPLOYED_AT_TAG, now)
         client.set_registered_model_alias(name, DEPLOYED_ALIAS, version)
         record_path = self.endpoints_dir / f"{endpoint_name}.json"
         write_json_atomically(
@@ -149,10 +160,49 @@ class LocalBackend:
                 "model_source": model_version.source,
                 "site": site,
                 "species": species,
-                "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "updated_at": now,
             },
         )
         return EndpointInfo(endpoint_name=endpoint_name, model_name=name, version=version, location=str(record_path))
+
+    # --- rollback ------------------------------------------------------------------------------
+
+    def mark_not_deployable(self, name: str, version: str, reason: str) -> None:
+        with model_lock(name):
+            client = self._client()
+            client.set_model_version_tag(name, version, DEPLOYABLE_TAG, "false")
+            client.set_model_version_tag(name, version, NOT_DEPLOYABLE_REASON_TAG, reason[:5000])
+
+    def not_deployable(self, name: str, version: str) -> str | None:
+        return refusal(self._client().get_model_version(name, version).tags)
+
+    def restore(
+        self, name: str, version: str, endpoint_name: str, site: str, species: str, previous: str | None = None
+    ) -> str | None:
+        with model_lock(name):
+            client = self._client()
+            current = self.deployed_version(name)
+            if current is not None and current.version != version:
+                return current.version  # the endpoint serves another version: nothing to undo
+            fallback = self._fallback(client, name, version, previous)
+            if fallback is not None:
+                self._deploy(name, fallback, endpoint_name, site, species)
+                return fallback
+            # Nothing deployable to go back to: the endpoint serves nothing rather than this version.
+            if current is not None:
+                client.delete_registered_model_alias(name, DEPLOYED_ALIAS)
+            (self.endpoints_dir / f"{endpoint_name}.json").unlink(missing_ok=True)
+            return None
+
+    @staticmethod
+    def _fallback(client, name: str, version: str, previous: str | None) -> str | None:
+        """``previous`` if still deployable, else the newest other version that was deployed and is deployable."""
+        versions = {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+        usable = [v for v, mv in versions.items() if v != version and refusal(mv.tags) is None]
+        if previous is not None and str(previous) in usable:
+            return str(previous)
+        deployed = [v for v in usable if versions[v].tags.get(DEPLOYED_AT_TAG) and v.isdigit()]
+        return max(deployed, key=int, default=None)
 
     def model_location(self, name: str, version: str) -> str:
         from mlflow.exceptions import MlflowException

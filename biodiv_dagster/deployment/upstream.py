@@ -6,6 +6,7 @@ Downstream code never guesses file paths (docs/contracts.md): the launcher's met
 import dagster as dg
 
 from biodiv_core.errors import NotFoundError
+from biodiv_dagster.partitions import split_partition_key
 from biodiv_dagster.retraction import usable, usable_records
 
 # Run tag set by the registration sensor: the deployable_model event the run was requested for.
@@ -84,3 +85,13 @@ def require(metadata: dict[str, object], key: str, asset: str, partition: str) -
             f"(it has {sorted(metadata)}): re-materialize {asset} with a step that reports it."
         )
     return value
+
+
+def display_names(instance: dg.DagsterInstance, partition: str) -> tuple[str, str]:
+    """Site and species as the user wrote them (prepared_data metadata), else the partition slugs."""
+    site_slug, species_slug = split_partition_key(partition)
+    try:
+        metadata = metadata_values(latest_record(instance, "prepared_data", partition).asset_materialization)
+    except NotFoundError:  # prepared_data not materialized here (e.g. reported runless): slugs are good names too
+        metadata = {}
+    return str(metadata.get("site") or site_slug), str(metadata.get("species") or species_slug)

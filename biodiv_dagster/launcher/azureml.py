@@ -174,6 +174,7 @@ def run_job(
         KeyedContextInjector,
         KeyedMessageReader,
     )
+    from biodiv_dagster.launcher.azureml_failures import storage_failure
     from biodiv_dagster.launcher.azureml_insights import track
 
     ml_client = settings.ml_client()
@@ -210,6 +211,12 @@ def run_job(
     track(f"azureml step {spec.step} starting", spec.correlation_id, **dims)
     try:
         invocation = client.run(context=context, command=job)
+    except dg.Failure as failure:
+        track(f"azureml step {spec.step} failed: {failure}", spec.correlation_id, **dims)
+        storage = storage_failure(failure, spec)  # the local path's one line, metadata and retraction
+        if storage is not None:
+            raise storage from failure
+        raise
     except BaseException as exc:
         track(f"azureml step {spec.step} failed: {exc}", spec.correlation_id, **dims)
         raise

@@ -9,6 +9,7 @@ so a restarted process cannot find the messages of a job it did not submit. Here
 - NotResponding/Paused for longer than `stuck_timeout_seconds` cancels the job and fails the step;
 - a failed job raises `dg.Failure` with AzureML's error, the step's own error message (from the
   Pipes log) and the studio link; failures AzureML classes as transient become `dg.RetryRequested`;
+  one on storage (full or read-only disk, a refused output upload: `azureml_failures`) is marked so, never retried;
 - an interrupted Dagster run cancels the job and re-raises (the stock client swallows the interrupt);
 - transient HTTP errors of the control-plane calls are retried with exponential backoff.
 """
@@ -37,6 +38,8 @@ from dagster_azure.pipes import (
     PipesAzureMLClient,
 )
 from dagster_pipes import PipesBlobStoreMessageWriter, PipesContextData
+
+from biodiv_dagster.launcher.azureml_failures import STORAGE_REASON_KEY, storage_reason
 
 COMPLETED = "Completed"
 FAILED_STATES = frozenset({"Failed", "Canceled"})
@@ -283,11 +286,21 @@ class BiodivAzureMLClient(PipesAzureMLClient):
         if reason:
             parts.append(f"AzureML: {reason}")
         parts.append(f"Job: {job.studio_url or 'n/a'}")
+        metadata = _job_metadata(job)
+        # A full or read-only disk, or a refused output upload, fails the same way on every retry (as locally).
+        storage = storage_reason([step_error, reason]) if job_status(job) == "Failed" else None
+        if storage is not None:
+            metadata[STORAGE_REASON_KEY] = storage
         # A step's own error (bad data, config: AzureML says UserError) fails the same way on every retry.
         failure = dg.Failure(
-            description=". ".join(parts), metadata=_job_metadata(job), allow_retries=code != "UserError"
+            description=". ".join(parts), metadata=metadata, allow_retries=code != "UserError" and storage is None
         )
-        if job_status(job) == "Failed" and code in TRANSIENT_ERROR_CODES and self.max_job_retries > 0:
+        if (
+            job_status(job) == "Failed"
+            and code in TRANSIENT_ERROR_CODES
+            and storage is None
+            and self.max_job_retries > 0
+        ):
             context.log.warning(f"[azureml] {failure.description}: transient, asking Dagster to retry")
             raise dg.RetryRequested(
                 max_retries=self.max_job_retries, seconds_to_wait=self.retry_delay_seconds

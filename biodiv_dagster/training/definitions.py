@@ -4,8 +4,8 @@ retracts the outputs of runs failed on storage, the launcher."""
 import dagster as dg
 
 from biodiv_dagster.backends import step_launcher_from_env
+from biodiv_dagster.deployment.rollback import storage_failure_sensor
 from biodiv_dagster.partitions import site_species_partitions
-from biodiv_dagster.retraction import storage_failure_sensor
 from biodiv_dagster.training.assets import TRAINING_ASSET_KEYS, training_assets
 from biodiv_dagster.training.sync import partition_sync_sensor
 

@@ -17,8 +17,9 @@ from biodiv_core import settings
 from biodiv_core.errors import BiodivError
 from biodiv_core.evaluation.outputs import QUALITY_SCORE_KEYS
 from biodiv_dagster.correlation import CORRELATION_TAG, new_correlation_id
+from biodiv_dagster.deployment.rollback import retract_and_withdraw
 from biodiv_dagster.partitions import partition_key
-from biodiv_dagster.retraction import retract_if_storage_failure, usable_records
+from biodiv_dagster.retraction import usable_records
 from biodiv_dagster.training.orphans import launcher_tag
 
 TRAIN_JOB = "train_models"
@@ -145,7 +146,7 @@ def train_partition(
     )
     if not result.success:
         # A full or read-only disk: the steps that finished before it must not stay the partition's latest.
-        retract_if_storage_failure(instance, result.run_id)
+        retract_and_withdraw(instance, result.run_id)
         raise RunFailedError(f"Training {site} x {species} failed in {failure_message(result)}")
     return result
 
@@ -215,7 +216,7 @@ def _execute(instance: dg.DagsterInstance, job: str, request: dg.RunRequest, qui
         )
     )
     if not result.success:
-        retract_if_storage_failure(instance, result.run_id)
+        retract_and_withdraw(instance, result.run_id)
         raise RunFailedError(f"{job} for {request.partition_key} failed in {failure_message(result)}")
     return result.run_id
 

@@ -8,6 +8,9 @@ Two things a real job has that the test machine does not:
   "not supported"). The fake mounts outputs as plain folders, so ``os.rename``/``os.replace`` (and so
   ``Path.rename``/``Path.replace``) of a directory inside a mount (``BIODIV_FAKE_MOUNTS``, one per line) fail
   with ENOTSUP, as on blobfuse; file renames keep working, as on blobfuse.
+
+And a fault some tests script (``BIODIV_FAKE_FULL_MOUNTS=ENOSPC`` or ``EROFS``): every file opened for writing
+inside a mount fails with that errno, as on a full cache disk or a read-only datastore.
 """
 
 import errno
@@ -36,3 +39,38 @@ def _refusing(rename):
 if _MOUNTS:
     os.rename = _refusing(os.rename)
     os.replace = _refusing(os.replace)
+
+
+_FULL = os.environ.get("BIODIV_FAKE_FULL_MOUNTS")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+
+
+def _refuse(path):
+    code = getattr(errno, _FULL)
+    raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+
+def _full_open(open_file):
+    def open_refusing_writes(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and _in_mount(file):
+            _refuse(file)
+        return open_file(file, mode, *args, **kwargs)
+
+    return open_refusing_writes
+
+
+def _full_os_open(os_open):
+    def os_open_refusing_writes(path, flags, *args, **kwargs):
+        if flags & _WRITE_FLAGS and _in_mount(path):
+            _refuse(path)
+        return os_open(path, flags, *args, **kwargs)
+
+    return os_open_refusing_writes
+
+
+if _MOUNTS and _FULL:
+    import builtins
+    import io
+
+    builtins.open = io.open = _full_open(io.open)
+    os.open = _full_os_open(os.open)

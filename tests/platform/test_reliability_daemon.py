@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from biodiv_core import settings
-from biodiv_dagster.instance import get_instance
 from biodiv_dagster.run_launcher import WORKER_TAG
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -71,9 +70,8 @@ def daemon_env(tmp_path) -> dict[str, str]:
 
 
 def _start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
-    # As `biodiv ui` does first: open the instance under its lock, so its SQLite storages exist before the daemon
-    # opens them (a daemon creating them while `biodiv run` does dies of "table runs already exists").
-    get_instance()
+    # No instance opened first: the daemon may create the SQLite storage while a `biodiv run` does, under the lock
+    # of the storage class config/dagster.yaml names (test_reliability_fresh_home.py).
     with open(log, "a") as handle:
         # Its own process group: the test can stop the daemon with the code server it spawns.
         return subprocess.Popen(

@@ -9,11 +9,11 @@ from __future__ import annotations
 import dagster as dg
 
 from biodiv_core import settings
+from biodiv_dagster.deployment.rollback import storage_failure_sensor
 from biodiv_dagster.retraction import (
     RETRACTED_TAG,
     STORAGE_ERROR_KEY,
     retract_if_storage_failure,
-    storage_failure_sensor,
     usable_records,
 )
 
