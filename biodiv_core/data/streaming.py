@@ -12,6 +12,7 @@ falls back to the full read, whose checks report it faithfully.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from biodiv_core.errors import DataContractError
 
 # Rows per parquet batch: small enough that a decoded batch is reused by the allocator, not left resident.
 BATCH_ROWS = 65_536
+# Columns a reading thread reads between handing its freed pages back (see _read_columns).
+RELEASE_EVERY = 4
 
 
 def _narrow_float(name: str, column):
@@ -148,14 +151,18 @@ def _read_columns(tasks: list[tuple], columns: KeptColumns, threads: int) -> Non
     threads, each column in batches of BATCH_ROWS, filtered to the kept positions and copied into ``columns``.
 
     Each thread opens a file once for all the columns it reads of it (opening parses the footer: 0.5 ms;
-    readers are not shared between threads), and returns its freed batches to the OS once, at its end
-    (mimalloc gives a thread's free pages back only when that thread asks; they are reused meanwhile).
+    readers are not shared between threads), and hands its freed batches back every RELEASE_EVERY columns:
+    mimalloc returns a thread's free pages only when that thread asks. Measured for 1,000,000 x 33, prep's
+    peak above imports: 93 MiB asking only at the end, 75-80 asking after every column, which then spent a
+    third of the column reads' CPU faulting in fresh pages for the next column (every 4: ~30 ms less CPU,
+    2-4 MiB more than every column).
     """
     pending: queue.SimpleQueue = queue.SimpleQueue()
     for task in tasks:
         pending.put(task)
 
     def read(source: pq.ParquetFile, offset: int, rows_at: np.ndarray, name: str, written: str) -> None:
+        """One column's kept rows into ``columns``."""
         start = 0
         for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=[written], use_threads=False):
             low, high = np.searchsorted(rows_at, (start, start + batch.num_rows))
@@ -165,7 +172,7 @@ def _read_columns(tasks: list[tuple], columns: KeptColumns, threads: int) -> Non
             start += batch.num_rows
 
     def work() -> None:
-        file, source = None, None
+        file, source, done = None, None, 0
         try:
             while True:
                 try:
@@ -177,9 +184,13 @@ def _read_columns(tasks: list[tuple], columns: KeptColumns, threads: int) -> Non
                         source.close()
                     file, source = task[0], pq.ParquetFile(task[0])
                 read(source, *task[1:])
+                done += 1
+                if done % RELEASE_EVERY == 0:
+                    pa.default_memory_pool().release_unused()  # this thread's freed batches (see above)
         except BaseException:
-            while not pending.empty():  # the others stop too: the result is lost anyway
-                pending.get_nowait()
+            with contextlib.suppress(queue.Empty):  # the others stop too: the result is lost anyway
+                while True:
+                    pending.get_nowait()
             raise
         finally:
             if source is not None:
