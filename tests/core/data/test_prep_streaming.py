@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from stage_helpers import run_prep
 
-from biodiv_core.data import streaming
+from biodiv_core.data import parquet_rows, streaming
 from biodiv_core.data.contract import prepare_dataset
 from biodiv_core.data.datastore import read_table
 from biodiv_core.data.streaming import read_features
@@ -117,7 +117,7 @@ def test_ids_in_order_are_read_as_the_full_read_reads_them(tmp_path, monkeypatch
     for i, part in enumerate(parts):
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part{i}.parquet", 3000)
     checked = []
-    monkeypatch.setattr(streaming, "_check_unique", lambda ids, kind: checked.append(kind))
+    monkeypatch.setattr(parquet_rows, "check_unique", lambda ids, kind: checked.append(kind))
     frame, rows = read_features(folder, gold["gbifid"])
     assert checked == ([] if layout == "ordered" else ["stable"])  # in order: no sort; runs in order: merged
     assert rows == 20_000 and len(frame) == len(gold)
