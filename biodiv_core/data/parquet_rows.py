@@ -121,9 +121,23 @@ def _read_columns(tasks: list[tuple], columns: KeptColumns, threads: int) -> Non
             done.result()
 
 
-def parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> tuple[pd.DataFrame, int]:
-    """Two passes. First the gbifid column of every file: the kept positions, the kept ids, and the duplicate
-    check over every id. Then every other column of every file alone (``_read_columns``).
+def parquet_ids(files: list[Path]) -> list[tuple]:
+    """The first pass, which needs no gold ids (so it can run beside the gold read): every file's (file,
+    lower-cased names, names as written, schema, ids, whether they increase)."""
+    out = []
+    for file, wanted, include in columns_of(files):
+        with pq.ParquetFile(file) as source:
+            ids = _parquet_ids(source, include[wanted.index(ID_COLUMN)])
+            out.append((file, wanted, include, source.schema_arrow, ids, _increasing(ids)))
+    return out
+
+
+def parquet_gold_rows(
+    files: list[Path], sorted_gold: np.ndarray, threads: int, ids_ahead: list[tuple] | None = None
+) -> tuple[pd.DataFrame, int]:
+    """Two passes. First the gbifid column of every file (``parquet_ids``, or ``ids_ahead`` when it was read
+    already: emptied here, so its ids are freed once used): the kept positions, the kept ids, and the
+    duplicate check over every id. Then every other column of every file alone (``_read_columns``).
 
     One column at a time rather than ``iter_batches`` over all columns: a writer may put a million rows in
     one row group, and a reader of every column then holds the whole row group's pages (measured: 125-170
@@ -131,18 +145,18 @@ def parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) 
     decoded column freed after each use left 40-70 MB of freed pages resident in the allocator; the decoding
     costs the same either way.
     """
+    read = list(ids_ahead) if ids_ahead and [entry[0] for entry in ids_ahead] == files else parquet_ids(files)
+    if ids_ahead is not None:
+        ids_ahead.clear()
     plans, all_ids, increasing, kept_ids, rows, rows_kept = [], [], [], [], 0, 0
-    for file, wanted, include in columns_of(files):
-        with pq.ParquetFile(file) as source:
-            ids = _parquet_ids(source, include[wanted.index(ID_COLUMN)])
-            schema = source.schema_arrow
-        increasing.append(_increasing(ids))
-        rows_at = _gold_rows_in(ids, sorted_gold, increasing[-1])
+    for file, wanted, include, schema, ids, ordered in read:
+        increasing.append(ordered)
+        rows_at = _gold_rows_in(ids, sorted_gold, ordered)
         kept_ids.append(ids[rows_at])
         all_ids.append(ids)
         plans.append((file, wanted, include, schema, rows_kept, rows_at))
         rows, rows_kept = rows + len(ids), rows_kept + len(rows_at)
-    del ids
+    ids = read = None  # the ids live on in all_ids only, until the duplicate check
     if not rows_kept:
         raise FullRead
     # Ids in order are unique already; others are sorted for the check, beside the column reads.

@@ -25,7 +25,7 @@ from biodiv_core.data.csv_pieces import FIRST_BLOCK_BYTES, map_pieces
 from biodiv_core.data.datastore import read_arrow, read_table, select_columns, table_files
 from biodiv_core.data.feature_ids import FullRead, check_unique, columns_of, gold_mask, int64_ids, sorted_unique
 from biodiv_core.data.kept_columns import KeptColumns, PieceMismatch, selected
-from biodiv_core.data.parquet_rows import parquet_gold_rows
+from biodiv_core.data.parquet_rows import parquet_gold_rows, parquet_ids
 from biodiv_core.errors import DataContractError
 
 
@@ -105,7 +105,21 @@ def _csv_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> 
     return columns.frame(rows_kept), rows
 
 
-def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pd.DataFrame, int] | None:
+def read_ids_ahead(path: Path) -> list[tuple] | None:
+    """The parquet feature files' ids (``parquet_rows.parquet_ids``), read before the gold ids are known (e.g.
+    beside the gold read) for ``read_features``; None for CSV or anything the streamed read would not take."""
+    try:
+        files = table_files(path)
+        if any(file.suffix.lower() == ".csv" for file in files):
+            return None
+        return parquet_ids(files)
+    except (FullRead, DataContractError, pa.ArrowException, OSError):
+        return None
+
+
+def stream_gold_rows(
+    path: Path, gold_ids: np.ndarray, ids_ahead: list[tuple] | None = None
+) -> tuple[pd.DataFrame, int] | None:
     """(the feature rows whose gbifid is a gold id, as the frame prep reads; the number of feature rows), read
     piece by piece on pyarrow's thread count; None when the full read must decide.
 
@@ -115,7 +129,7 @@ def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pd.DataFrame, in
     errors describe the real input: ids that are not integers or have nulls, duplicate ids anywhere in the
     file (not only among gold rows), no gold id present, a CSV whose later pieces do not fit the types of
     its first block, files of a folder that disagree on columns or on the kind of a column's values, a folder
-    mixing CSV and parquet.
+    mixing CSV and parquet. ``ids_ahead``: what ``read_ids_ahead`` read of ``path``, if it was called.
     """
     sorted_gold = sorted_unique(gold_ids)
     if not len(sorted_gold):
@@ -125,8 +139,9 @@ def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pd.DataFrame, in
         kinds = {file.suffix.lower() == ".csv" for file in files}
         if len(kinds) > 1:
             raise FullRead
-        read = _csv_gold_rows if kinds == {True} else parquet_gold_rows
-        return read(files, sorted_gold, pa.cpu_count())
+        if kinds == {True}:
+            return _csv_gold_rows(files, sorted_gold, pa.cpu_count())
+        return parquet_gold_rows(files, sorted_gold, pa.cpu_count(), ids_ahead)
     except (FullRead, PieceMismatch, DataContractError, pa.ArrowException, OSError):
         return None
 
@@ -168,7 +183,7 @@ def _gold_id_values(gold_ids: pd.Series) -> np.ndarray | None:
     return None
 
 
-def read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
+def read_features(path: Path, gold_ids: pd.Series, ids_ahead: list[tuple] | None = None) -> tuple[pd.DataFrame, int]:
     """Read the features, keeping only rows whose gbifid is in the gold data when that is safe to do early.
 
     Feature tables are much larger than gold data (1,000,000 vs 200,000 rows): streaming them piece by
@@ -176,15 +191,18 @@ def read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
     optimisation: whenever the ids need checking (not integers, nulls, duplicates) or nothing would be
     left, the full table goes to ``prepare_dataset`` so its errors describe the real input. Ids are never
     narrowed to float32 (covariates are), so ids written as floats stay exact or are reported.
+    ``ids_ahead``: the feature ids ``read_ids_ahead`` read already (emptied once used).
     """
     gold_values = _gold_id_values(gold_ids)
     if gold_values is not None:
-        streamed = stream_gold_rows(path, gold_values)
+        streamed = stream_gold_rows(path, gold_values, ids_ahead)
         if streamed is not None:
             # Hand the pieces' freed buffers back to the OS (mimalloc keeps them otherwise), so the join and
             # the writes that follow do not stack their peak on top of them.
             pa.default_memory_pool().release_unused()
             return streamed
+    if ids_ahead is not None:
+        ids_ahead.clear()  # the full read reads them again
     table = read_arrow(path)
     rows = table.num_rows
     if ID_COLUMN in table.column_names and gold_values is not None:

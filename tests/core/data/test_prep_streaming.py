@@ -140,6 +140,22 @@ def test_a_duplicate_among_ids_in_order_is_still_an_error(tmp_path, layout):
         run_prep(folder, tmp_path / "s" / "1", SPECIES, tmp_path / "out")
 
 
+def test_ids_read_ahead_give_the_same_frame_and_are_freed_once_used(tmp_path):
+    features, gold = _frames()
+    folder = _write(tmp_path / "features", features, "parquet", parts=2)
+    ahead = streaming.read_ids_ahead(folder)  # what run_prep reads beside the gold file
+    assert [len(entry[4]) for entry in ahead] == [10_000, 10_000]
+    frame, rows = read_features(folder, gold["gbifID"], ahead)
+    assert ahead == []  # emptied: the ids are not held while the columns are read
+    expected, expected_rows = read_features(folder, gold["gbifID"])
+    assert rows == expected_rows == 20_000
+    pd.testing.assert_frame_equal(frame, expected)
+    # Ids read ahead of other files (a stale list) are not used.
+    stale = streaming.read_ids_ahead(_write(tmp_path / "other", features.iloc[:5000], "parquet"))
+    pd.testing.assert_frame_equal(read_features(folder, gold["gbifID"], stale)[0], expected)
+    assert streaming.read_ids_ahead(_write(tmp_path / "csv", features, "csv")) is None  # CSV: read in pieces
+
+
 def _text_late_in_elevation(gold_row: bool):
     features, gold = _frames()
     features["elevation"] = features["elevation"].astype(object)
