@@ -21,7 +21,7 @@ from biodiv_core.atomic import output_dir
 from biodiv_core.data.background import Background, is_presence_only, with_background
 from biodiv_core.data.contract import ID_COLUMN, TARGET_COLUMN, PreparedData, prepare_dataset
 from biodiv_core.data.datastore import gold_file_in, resolve_data_path, table_files
-from biodiv_core.data.streaming import read_features, read_gold, read_ids_ahead
+from biodiv_core.data.streaming import read_features, read_gold_and_ids
 from biodiv_core.errors import DataContractError
 from biodiv_core.step_args import PrepArgs
 
@@ -75,11 +75,7 @@ def run_prep(args: PrepArgs) -> dict:
     feature_files = table_files(features_path)
     logger.info("prep %s: features %s, gold %s", args.partition, features_path, gold_path)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="gold") as reader:
-        # The gold file on a second thread, the features' ids here meanwhile: they need no gold data.
-        gold_read = reader.submit(read_gold, gold_path, [ID_COLUMN, TARGET_COLUMN])
-        ids_ahead = read_ids_ahead(features_path)
-        gold = gold_read.result()
+    gold, ids_ahead = read_gold_and_ids(gold_path, [ID_COLUMN, TARGET_COLUMN], features_path)
     gold_rows = len(gold)
     # Name the file in error messages when there is one; a folder of parts is named as a folder.
     features_source = (

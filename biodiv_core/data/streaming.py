@@ -13,6 +13,7 @@ it faithfully (``feature_ids.FullRead``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,23 @@ def read_ids_ahead(path: Path) -> list[tuple] | None:
         return parquet_ids(files)
     except (FullRead, DataContractError, pa.ArrowException, OSError):
         return None
+
+
+def read_gold_and_ids(gold_path: Path, columns: Sequence[str], features: Path) -> tuple[pd.DataFrame, list | None]:
+    """The gold file's ``columns`` (``read_gold``) and, when the features are parquet, their ids
+    (``read_ids_ahead``), read on this thread while a second one parses the gold file: neither needs the other.
+    For CSV features the gold file alone, here: parsed on a second thread, its freed pieces stayed resident
+    (3 MiB more at prep's peak) and there is nothing to read beside it."""
+    try:
+        csv = any(file.suffix.lower() == ".csv" for file in table_files(features))
+    except (DataContractError, OSError):  # reported by the read of the features
+        csv = True
+    if csv:
+        return read_gold(gold_path, columns), None
+    with ThreadPoolExecutor(1, thread_name_prefix="gold") as reader:
+        gold = reader.submit(read_gold, gold_path, columns)
+        ids_ahead = read_ids_ahead(features)
+        return gold.result(), ids_ahead
 
 
 def stream_gold_rows(

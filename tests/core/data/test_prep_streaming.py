@@ -153,7 +153,15 @@ def test_ids_read_ahead_give_the_same_frame_and_are_freed_once_used(tmp_path):
     # Ids read ahead of other files (a stale list) are not used.
     stale = streaming.read_ids_ahead(_write(tmp_path / "other", features.iloc[:5000], "parquet"))
     pd.testing.assert_frame_equal(read_features(folder, gold["gbifID"], stale)[0], expected)
-    assert streaming.read_ids_ahead(_write(tmp_path / "csv", features, "csv")) is None  # CSV: read in pieces
+    csv_folder = _write(tmp_path / "csv", features, "csv")
+    assert streaming.read_ids_ahead(csv_folder) is None  # CSV: read in pieces
+    # run_prep's read: the gold file, and the ids of parquet features beside it.
+    gold.to_csv(tmp_path / GOLD, index=False)
+    columns = ["gbifid", "occurrencestatus"]
+    read, ids = streaming.read_gold_and_ids(tmp_path / GOLD, columns, folder)
+    pd.testing.assert_frame_equal(read, streaming.read_gold(tmp_path / GOLD, columns))
+    assert [len(entry[4]) for entry in ids] == [10_000, 10_000]
+    assert streaming.read_gold_and_ids(tmp_path / GOLD, columns, csv_folder)[1] is None
 
 
 def _text_late_in_elevation(gold_row: bool):
