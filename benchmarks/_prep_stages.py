@@ -33,8 +33,8 @@ def wrap(module, name):
                        "hwm_mib": round(now["VmHWM"] - base, 1), "seconds": round(time.perf_counter() - start, 3)})
         return out
     setattr(module, name, inner)
-for module, name in ((prep, "read_gold"), (streaming, "stream_gold_rows"), (prep, "read_features"),
-                     (prep, "prepare_dataset"), (prep, "_write_parquet")):
+for module, name in ((streaming, "read_gold"), (prep, "read_gold_and_ids"), (streaming, "stream_gold_rows"),
+                     (prep, "read_features"), (prep, "prepare_dataset"), (prep, "_write_parquet")):
     wrap(module, name)
 _memory_probe.mark("imports")
 base = _memory_probe.status_mib()["VmRSS"]

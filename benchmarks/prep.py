@@ -4,8 +4,10 @@ then the train / score / train_to_deploy steps on the 200k-row prepared partitio
 - prep: ``biodiv_core.data.prep.run_prep`` (read, prune, join, validate, write the output folder).
 - floor: pyarrow reads the same feature files and the gold CSV and does the inner join on gbifid
   (``Table.join``), nothing else: no validation, no dtype narrowing, no output.
-Each runs in a fresh child process (median wall of --repeat; the first of each is a discarded warm-up of the
-OS file cache). Work seconds are timed inside the child (imports excluded); peak memory is the child's own
+Each runs in a fresh child process, prep and floor alternately (so both see the same load on a shared machine;
+median wall of --repeat; the first of each is a discarded warm-up of the OS file cache). Work seconds (wall and
+CPU of all threads) are timed inside the child (imports excluded); ``prep_ratio_to_floor_*_pairs`` are the
+ratios of each prep run to the floor run right after it; peak memory is the child's own
 high-water mark (VmHWM, read by the child at exit through ``_util.run_measured``) minus its RSS after imports,
 i.e. what the work itself added. Not wait4's ru_maxrss: that is at least this process's own peak RSS before it
 started the child (~700 MiB when it had just generated the data, the cache being empty; see _memory_probe.py).
@@ -43,7 +45,7 @@ from biodiv_core.data.prep import run_prep
 from biodiv_core.step_args import PrepArgs
 import _memory_probe  # this code runs under benchmarks/_memory_probe.py (run_measured)
 _memory_probe.mark("imports")
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 if mode == "prep":
     summary = run_prep(PrepArgs(site="bench", species={species!r}, features=features,
                                 species_dir=os.path.dirname(gold), output=output))
@@ -56,8 +58,8 @@ else:
         table = pa.concat_tables([pacsv.read_csv(f) for f in files])
     labels = pacsv.read_csv(gold, convert_options=pacsv.ConvertOptions(include_columns=["gbifID", "occurrenceStatus"]))
     rows = table.join(labels, "gbifID", join_type="inner").num_rows
-seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "rows": rows}}))
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({{"seconds": seconds, "cpu_seconds": cpu, "rows": rows}}))
 """
 
 
@@ -97,6 +99,7 @@ def run_worker(mode: str, features: str, gold: str, output: str) -> dict:
     inner = json.loads(result["stdout"].strip().splitlines()[-1])
     return {
         "seconds": inner["seconds"],
+        "cpu_seconds": inner["cpu_seconds"],
         "added_peak_rss_mib": added_peak_mib(result, "imports"),
         "peak_rss_mib": result["peak_rss_mib"],
         "baseline_rss_mib": result["memory"]["marks"]["imports"]["rss_mib"],
@@ -104,17 +107,27 @@ def run_worker(mode: str, features: str, gold: str, output: str) -> dict:
     }
 
 
-def measure(mode: str, features: str, gold: str, output: str, repeat: int) -> dict:
-    run_worker(mode, features, gold, output)  # warm-up: OS file cache
-    runs = [run_worker(mode, features, gold, output) for _ in range(repeat)]
+def summary(runs: list[dict]) -> dict:
     return {
         "seconds": statistics.median(r["seconds"] for r in runs),
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
         "added_peak_rss_mib": statistics.median(r["added_peak_rss_mib"] for r in runs),
         "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
         "baseline_rss_mib": statistics.median(r["baseline_rss_mib"] for r in runs),
         "wait4_max_rss_mib": statistics.median(r["wait4_max_rss_mib"] for r in runs),
         "added_peak_rss_mib_runs": [r["added_peak_rss_mib"] for r in runs],
     }
+
+
+def measure(features: str, gold: str, prepared: str, unused: str, repeat: int) -> tuple[dict, dict, list[float]]:
+    """(prep, floor, prep/floor of each pair): prep and floor alternately, after a warm-up of each (OS file cache)."""
+    run_worker("prep", features, gold, prepared)
+    run_worker("floor", features, gold, unused)
+    preps, floors = [], []
+    for _ in range(repeat):
+        preps.append(run_worker("prep", features, gold, prepared))
+        floors.append(run_worker("floor", features, gold, unused))
+    return summary(preps), summary(floors), [p["seconds"] / f["seconds"] for p, f in zip(preps, floors, strict=True)]
 
 
 def joined_frame_mib(prepared: str) -> float:
@@ -181,14 +194,17 @@ def main(argv=None) -> dict:
         out["data_generated_this_run"] = generated
         out["benchmark_process_rss_mib"] = rounded(own_rss_mib(), 1)
         out["benchmark_process_peak_rss_mib"] = rounded(own_rss_mib("VmHWM"), 1)
+        out["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 min: a shared machine
         for fmt, (features, gold) in data.items():
             prepared = f"{tmp}/prepared-{fmt}"
-            prep = measure("prep", features, gold, prepared, args.repeat)
-            floor = measure("floor", features, gold, f"{tmp}/unused", args.repeat)
+            prep, floor, pairs = measure(features, gold, prepared, f"{tmp}/unused", args.repeat)
             joined = joined_frame_mib(prepared)
             out[f"prep_{fmt}_seconds"] = rounded(prep["seconds"])
             out[f"floor_{fmt}_seconds"] = rounded(floor["seconds"])
             out[f"prep_ratio_to_floor_{fmt}"] = rounded(prep["seconds"] / floor["seconds"])
+            out[f"prep_ratio_to_floor_{fmt}_pairs"] = [rounded(r) for r in pairs]
+            out[f"prep_{fmt}_cpu_seconds"] = rounded(prep["cpu_seconds"])
+            out[f"floor_{fmt}_cpu_seconds"] = rounded(floor["cpu_seconds"])
             out[f"prep_{fmt}_added_peak_rss_mib"] = rounded(prep["added_peak_rss_mib"], 1)
             out[f"prep_{fmt}_added_peak_rss_mib_runs"] = [rounded(v, 1) for v in prep["added_peak_rss_mib_runs"]]
             out[f"floor_{fmt}_added_peak_rss_mib"] = rounded(floor["added_peak_rss_mib"], 1)
@@ -204,6 +220,7 @@ def main(argv=None) -> dict:
         # Headline keys: the worse of the two formats.
         out["prep_ratio_to_floor"] = max(out["prep_ratio_to_floor_parquet"], out["prep_ratio_to_floor_csv"])
         out["prep_peak_rss_ratio"] = max(out["prep_peak_rss_ratio_parquet"], out["prep_peak_rss_ratio_csv"])
+        out["load_average_after_prep"] = [round(v, 2) for v in os.getloadavg()]
         if not args.skip_steps:
             threads = cpu_budget(1)
             out["steps_num_threads"] = threads

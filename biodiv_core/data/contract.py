@@ -140,13 +140,18 @@ def _ids(series: pd.Series, source: str, column: str) -> np.ndarray:
     return numbers.to_numpy().astype(np.int64)
 
 
-def _no_duplicates(ids: np.ndarray, source: str, column: str) -> None:
-    dup = pd.Index(ids).duplicated()
+def _no_duplicates(ids: np.ndarray, source: str, column: str) -> pd.Index:
+    """``ids`` as an index known to be unique (its hash table is kept, so a join on it does not build another)."""
+    index = pd.Index(ids)
+    if len(ids) < 2 or (ids[1:] > ids[:-1]).all() or index.is_unique:  # ids in order: no hash table needed
+        return index
+    dup = index.duplicated()
     if dup.any():
         raise DataContractError(
             f"{source}: column {column!r} has {int(dup.sum())} duplicate ids, e.g. {_examples(np.unique(ids[dup]))}. "
             "Each gbifid must appear once: deduplicate the file."
         )
+    return index
 
 
 def _targets(gold: pd.DataFrame, column: str, source: str) -> tuple[pd.DataFrame, np.ndarray, int]:
@@ -199,10 +204,13 @@ def _text_feature(col: pd.Series, name: str, source: str) -> pd.Series:
     """
     if not isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(str).where(col.notna()).astype("category")
-    col = col.cat.remove_unused_categories()
     codes = col.cat.codes.to_numpy()
+    counts = np.bincount(codes[codes >= 0], minlength=len(col.cat.categories))
+    if not counts.all():  # remove_unused_categories sorts the codes (np.unique): only when some level is unused
+        col = col.cat.remove_unused_categories()
+        codes = col.cat.codes.to_numpy()
+        counts = np.bincount(codes[codes >= 0], minlength=len(col.cat.categories))
     levels = pd.Series(col.cat.categories.astype(str))
-    counts = np.bincount(codes[codes >= 0], minlength=len(levels))
     numbers = pd.to_numeric(levels, errors="coerce").to_numpy(dtype=np.float64)
     is_number = ~np.isnan(numbers)
     filled = int(counts.sum())
@@ -296,7 +304,7 @@ def prepare_dataset(
     gold_rows = len(gold)
     gold, labels, n_null_targets = _targets(gold[[id_column, target_column]], target_column, gold_source)
     gold_ids = _ids(gold[id_column], gold_source, id_column)
-    _no_duplicates(gold_ids, gold_source, id_column)
+    gold_index = _no_duplicates(gold_ids, gold_source, id_column)
     feature_ids = _ids(features[id_column], features_source, id_column)
     _no_duplicates(feature_ids, features_source, id_column)
 
@@ -316,7 +324,7 @@ def prepare_dataset(
         )
 
     # Hash join: one lookup per feature row into the (unique) gold ids; keeps the features' row order.
-    position = pd.Index(gold_ids).get_indexer(feature_ids)
+    position = gold_index.get_indexer(feature_ids)
     rows = np.flatnonzero(position >= 0)
     if not len(rows):
         raise DataContractError(

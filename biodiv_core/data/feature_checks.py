@@ -40,7 +40,10 @@ def check_feature_names(names: list[str], source: str) -> None:
 
 def check_finite(narrowed: pd.Series, original: pd.Series, name: str, source: str) -> None:
     """Infinite values, or values beyond float32 that narrowing made infinite, are a DataContractError."""
-    infinite = np.isinf(narrowed.to_numpy(dtype=np.float64, na_value=np.nan))
+    values = narrowed.to_numpy()
+    if values.dtype.kind != "f":  # a nullable type: its missing cells as NaN
+        values = narrowed.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
     if not infinite.any():
         return
     examples = ", ".join(str(v) for v in pd.unique(original[infinite])[:3])

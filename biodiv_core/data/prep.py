@@ -21,7 +21,7 @@ from biodiv_core.atomic import output_dir
 from biodiv_core.data.background import Background, is_presence_only, with_background
 from biodiv_core.data.contract import ID_COLUMN, TARGET_COLUMN, PreparedData, prepare_dataset
 from biodiv_core.data.datastore import gold_file_in, resolve_data_path, table_files
-from biodiv_core.data.streaming import read_features, read_gold
+from biodiv_core.data.streaming import read_features, read_gold_and_ids
 from biodiv_core.errors import DataContractError
 from biodiv_core.step_args import PrepArgs
 
@@ -75,7 +75,7 @@ def run_prep(args: PrepArgs) -> dict:
     feature_files = table_files(features_path)
     logger.info("prep %s: features %s, gold %s", args.partition, features_path, gold_path)
 
-    gold = read_gold(gold_path, [ID_COLUMN, TARGET_COLUMN])
+    gold, ids_ahead = read_gold_and_ids(gold_path, [ID_COLUMN, TARGET_COLUMN], features_path)
     gold_rows = len(gold)
     # Name the file in error messages when there is one; a folder of parts is named as a folder.
     features_source = (
@@ -83,6 +83,7 @@ def run_prep(args: PrepArgs) -> dict:
     )
     background = Background()
     if is_presence_only(gold):
+        ids_ahead = None  # not used: the background read reads the features its own way
         frame, gold, feature_rows, background = with_background(
             features_path,
             gold,
@@ -98,7 +99,7 @@ def run_prep(args: PrepArgs) -> dict:
             "prep %s: presence-only, %d background points from %s", args.partition, background.points, background.source
         )
     else:
-        frame, feature_rows = read_features(features_path, gold[ID_COLUMN])
+        frame, feature_rows = read_features(features_path, gold[ID_COLUMN], ids_ahead)
     data = prepare_dataset(
         frame,
         gold,

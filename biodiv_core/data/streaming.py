@@ -1,12 +1,13 @@
 """Read only the feature rows prep needs: the gold rows out of big feature files, on every core.
 
-Parquet: the gbifid column first (the row mask, and the duplicate check over every id), then each other
-column alone, in batches, on pyarrow's thread count, taking the kept rows of each batch. CSV:
-line-aligned pieces parsed on as many threads (``csv_pieces``), each reduced to its gold rows on its own
-thread. Either way the kept values go straight into the arrays of the pandas frame (``kept_columns``,
-float covariates as float32), so peak memory follows the kept rows plus a piece per thread, not the file,
-and the frame is never copied from Arrow. Anything unusual (mixed types, duplicate ids, odd headers)
-falls back to the full read, whose checks report it faithfully.
+Parquet (``parquet_rows``): the gbifid column first (the kept rows, and the duplicate check over every id,
+a sort unless the ids are already in increasing order), then each other column alone, in batches, on
+pyarrow's thread count, taking the kept rows of each batch. CSV: line-aligned pieces parsed on as many
+threads (``csv_pieces``), each reduced to its gold rows on its own thread. Either way the kept values go
+straight into the arrays of the pandas frame (``kept_columns``, float covariates as float32), so peak memory
+follows the kept rows plus a piece per thread, not the file, and the frame is never copied from Arrow.
+Anything unusual (mixed types, duplicate ids, odd headers) falls back to the full read, whose checks report
+it faithfully (``feature_ids.FullRead``).
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from biodiv_core.data.contract import COORDINATE_COLUMNS, ID_COLUMN, float_ids_as_int64
 from biodiv_core.data.csv_pieces import FIRST_BLOCK_BYTES, map_pieces
 from biodiv_core.data.datastore import read_arrow, read_table, select_columns, table_files
+from biodiv_core.data.feature_ids import FullRead, check_unique, columns_of, gold_mask, int64_ids, sorted_unique
 from biodiv_core.data.kept_columns import KeptColumns, PieceMismatch, selected
+from biodiv_core.data.parquet_rows import parquet_gold_rows, parquet_ids
 from biodiv_core.errors import DataContractError
-
-# Rows per parquet batch: small enough that a decoded batch is reused by the allocator, not left resident.
-BATCH_ROWS = 65_536
 
 
 def _narrow_float(name: str, column):
@@ -52,135 +51,6 @@ def _narrow_floats(table: pa.Table) -> pa.Table:
     return table
 
 
-class _FullRead(Exception):
-    """The streamed read met something only the full read reports faithfully."""
-
-
-def _int64_ids(ids: pa.Array) -> np.ndarray:
-    """Ids as int64: integers, or floats that are whole numbers held exactly (``4294967396.0``); else _FullRead."""
-    if ids.null_count:
-        raise _FullRead
-    if pa.types.is_integer(ids.type):
-        return pc.cast(ids, pa.int64()).to_numpy()  # safe cast: uint64 ids past int64 raise, and fall back
-    if pa.types.is_floating(ids.type):
-        values = float_ids_as_int64(ids.to_numpy())
-        if values is not None:
-            return values
-    raise _FullRead
-
-
-def _keep(sorted_gold: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Which ``values`` are gold ids: a binary search in the sorted unique gold ids (numpy releases the GIL
-    for it, so reading threads search at once; pc.is_in would rebuild its hash set for every piece)."""
-    at = np.minimum(np.searchsorted(sorted_gold, values), len(sorted_gold) - 1)
-    return sorted_gold[at] == values
-
-
-def _check_unique(ids: np.ndarray, kind: str = "quicksort") -> None:
-    """_FullRead if an id appears twice anywhere. Sorts ``ids`` in place (8 bytes a row, not a hash set's
-    several times that; numpy releases the GIL for it). ``kind="stable"`` for ids that are runs already
-    sorted: it merges them (60 runs of 1,000,000 ids: 22 ms, a quicksort 62 ms)."""
-    ids.sort(kind=kind)
-    if (ids[1:] == ids[:-1]).any():
-        raise _FullRead
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)`` for int64 ids, by a sort: numpy 2.4's np.unique hashes, 14x slower here
-    (131 ms vs 9 ms for 200,000 ids)."""
-    values = np.sort(values.astype(np.int64, copy=False))
-    return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
-
-
-def _columns_of(files: list[Path]) -> list[tuple[Path, list[str], list[str]]]:
-    """(file, lower-cased names, names as written) of every file; _FullRead unless all have the same columns
-    and a gbifid."""
-    out = [(file, *select_columns(file)) for file in files]
-    first = set(out[0][1])
-    if ID_COLUMN not in first or any(set(wanted) != first for _, wanted, _ in out[1:]):
-        raise _FullRead
-    return out
-
-
-def _parquet_ids(source: pq.ParquetFile, written: str, sorted_gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(every id of the file as int64, which rows to keep), batch by batch into arrays sized from the footer."""
-    rows = source.metadata.num_rows
-    ids, keep, start = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=bool), 0
-    for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=[written], use_threads=False):
-        values = _int64_ids(batch.column(0))
-        ids[start : start + len(values)] = values
-        keep[start : start + len(values)] = _keep(sorted_gold, values)
-        start += len(values)
-    if start != rows:
-        raise _FullRead
-    return ids, keep
-
-
-def _parquet_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> tuple[pd.DataFrame, int]:
-    """Two passes. First the gbifid column of every file: the row mask, the kept ids, and the duplicate check
-    over every id. Then every other column of every file alone, on ``threads`` threads, batch by batch
-    (BATCH_ROWS), filtered by the mask and copied into the frame's arrays.
-
-    One column at a time rather than ``iter_batches`` over all columns: a writer may put a million rows in
-    one row group, and a reader of every column then holds the whole row group's pages (measured: 125-170
-    MB for 1,000,000 x 33). In batches rather than whole column chunks (``read_row_group``): an 8 MB
-    decoded column freed after each use left 40-70 MB of freed pages resident in the allocator.
-    """
-    plans, all_ids, kept_ids, rows_kept = [], [], [], 0
-    for file, wanted, include in _columns_of(files):
-        with pq.ParquetFile(file) as source:
-            ids, keep = _parquet_ids(source, include[wanted.index(ID_COLUMN)], sorted_gold)
-            schema = source.schema_arrow
-        kept_ids.append(ids[keep])
-        all_ids.append(ids)
-        plans.append((file, wanted, include, schema, rows_kept, keep))
-        rows_kept += len(kept_ids[-1])
-    ids = all_ids[0] if len(all_ids) == 1 else np.concatenate(all_ids)
-    del all_ids
-    rows = len(ids)
-    if not rows_kept:
-        raise _FullRead
-    columns = KeptColumns(rows_kept)
-    for _, wanted, include, schema, _, _ in plans:
-        for name, written in zip(wanted, include, strict=True):
-            columns.add(name, schema.field(written).type)
-    columns.put(ID_COLUMN, 0, np.concatenate(kept_ids))
-    del kept_ids
-
-    # The kept rows of each batch, shared by the columns. Keyed by length too: the reader cuts batches at
-    # different rows for different columns when row groups are smaller than a batch.
-    positions: dict[tuple[int, int, int], np.ndarray] = {}
-
-    def read_column(file: Path, offset: int, keep: np.ndarray, name: str, written: str) -> None:
-        # Its own ParquetFile: readers are not shared between threads (opening one parses only the footer).
-        with pq.ParquetFile(file) as source:
-            start = 0
-            for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=[written], use_threads=False):
-                key = (id(keep), start, batch.num_rows)
-                if key not in positions:
-                    positions[key] = np.flatnonzero(keep[start : start + batch.num_rows])
-                start += batch.num_rows
-                values = selected(name, batch.column(0), positions[key])
-                columns.put(name, offset, values)
-                offset += len(values)
-        # This thread's freed batches: mimalloc returns a thread's free pages only when that thread asks.
-        pa.default_memory_pool().release_unused()
-
-    tasks = [
-        (file, offset, keep, name, written)
-        for file, wanted, include, _, offset, keep in plans
-        for name, written in zip(wanted, include, strict=True)
-        if name != ID_COLUMN
-    ]
-    with ThreadPoolExecutor(threads, thread_name_prefix="parquet-column") as pool:
-        # The duplicate check first, beside the columns: its copy of the ids is freed long before they fill.
-        unique = pool.submit(_check_unique, ids)
-        del ids
-        for done in [unique, *(pool.submit(read_column, *task) for task in tasks)]:
-            done.result()
-    return columns.frame(rows_kept), rows
-
-
 def _grown(ids: np.ndarray, used: int, more: int) -> np.ndarray:
     """``ids`` with room for ``more`` after its first ``used`` values (doubling, so copies stay rare)."""
     if used + more <= len(ids):
@@ -196,12 +66,12 @@ def _csv_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> 
     # At most one row per gold id: more would be duplicates, which PieceMismatch sends to the full read.
     columns = KeptColumns(len(sorted_gold))
     ids, rows, rows_kept = np.empty(0, dtype=np.int64), 0, 0
-    for file, wanted, include in _columns_of(files):
+    for file, wanted, include in columns_of(files):
         at = wanted.index(ID_COLUMN)
 
         def reduce(table: pa.Table, wanted=wanted, at=at):
-            values = _int64_ids(table.column(at).combine_chunks())
-            keep = _keep(sorted_gold, values)
+            values = int64_ids(table.column(at).combine_chunks())
+            keep = gold_mask(sorted_gold, values)
             rows_at = np.flatnonzero(keep)
             kept = [
                 (name, table.column(i).type, selected(name, table.column(i), rows_at))
@@ -230,13 +100,44 @@ def _csv_gold_rows(files: list[Path], sorted_gold: np.ndarray, threads: int) -> 
                 columns.put(name, rows_kept, kept_values)
             rows_kept += len(kept_ids)
     if not rows or not rows_kept:  # a header but no rows (read_arrow reports it), or no gold row
-        raise _FullRead
-    _check_unique(ids[:rows], kind="stable")
+        raise FullRead
+    check_unique(ids[:rows], kind="stable")
     del ids
     return columns.frame(rows_kept), rows
 
 
-def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pd.DataFrame, int] | None:
+def read_ids_ahead(path: Path) -> list[tuple] | None:
+    """The parquet feature files' ids (``parquet_rows.parquet_ids``), read before the gold ids are known (e.g.
+    beside the gold read) for ``read_features``; None for CSV or anything the streamed read would not take."""
+    try:
+        files = table_files(path)
+        if any(file.suffix.lower() == ".csv" for file in files):
+            return None
+        return parquet_ids(files)
+    except (FullRead, DataContractError, pa.ArrowException, OSError):
+        return None
+
+
+def read_gold_and_ids(gold_path: Path, columns: Sequence[str], features: Path) -> tuple[pd.DataFrame, list | None]:
+    """The gold file's ``columns`` (``read_gold``) and, when the features are parquet, their ids
+    (``read_ids_ahead``), read on this thread while a second one parses the gold file: neither needs the other.
+    For CSV features the gold file alone, here: parsed on a second thread, its freed pieces stayed resident
+    (3 MiB more at prep's peak) and there is nothing to read beside it."""
+    try:
+        csv = any(file.suffix.lower() == ".csv" for file in table_files(features))
+    except (DataContractError, OSError):  # reported by the read of the features
+        csv = True
+    if csv:
+        return read_gold(gold_path, columns), None
+    with ThreadPoolExecutor(1, thread_name_prefix="gold") as reader:
+        gold = reader.submit(read_gold, gold_path, columns)
+        ids_ahead = read_ids_ahead(features)
+        return gold.result(), ids_ahead
+
+
+def stream_gold_rows(
+    path: Path, gold_ids: np.ndarray, ids_ahead: list[tuple] | None = None
+) -> tuple[pd.DataFrame, int] | None:
     """(the feature rows whose gbifid is a gold id, as the frame prep reads; the number of feature rows), read
     piece by piece on pyarrow's thread count; None when the full read must decide.
 
@@ -246,19 +147,20 @@ def stream_gold_rows(path: Path, gold_ids: np.ndarray) -> tuple[pd.DataFrame, in
     errors describe the real input: ids that are not integers or have nulls, duplicate ids anywhere in the
     file (not only among gold rows), no gold id present, a CSV whose later pieces do not fit the types of
     its first block, files of a folder that disagree on columns or on the kind of a column's values, a folder
-    mixing CSV and parquet.
+    mixing CSV and parquet. ``ids_ahead``: what ``read_ids_ahead`` read of ``path``, if it was called.
     """
-    sorted_gold = _sorted_unique(gold_ids)
+    sorted_gold = sorted_unique(gold_ids)
     if not len(sorted_gold):
         return None
     try:
         files = table_files(path)
         kinds = {file.suffix.lower() == ".csv" for file in files}
         if len(kinds) > 1:
-            raise _FullRead
-        read = _csv_gold_rows if kinds == {True} else _parquet_gold_rows
-        return read(files, sorted_gold, pa.cpu_count())
-    except (_FullRead, PieceMismatch, DataContractError, pa.ArrowException, OSError):
+            raise FullRead
+        if kinds == {True}:
+            return _csv_gold_rows(files, sorted_gold, pa.cpu_count())
+        return parquet_gold_rows(files, sorted_gold, pa.cpu_count(), ids_ahead)
+    except (FullRead, PieceMismatch, DataContractError, pa.ArrowException, OSError):
         return None
 
 
@@ -299,7 +201,7 @@ def _gold_id_values(gold_ids: pd.Series) -> np.ndarray | None:
     return None
 
 
-def read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
+def read_features(path: Path, gold_ids: pd.Series, ids_ahead: list[tuple] | None = None) -> tuple[pd.DataFrame, int]:
     """Read the features, keeping only rows whose gbifid is in the gold data when that is safe to do early.
 
     Feature tables are much larger than gold data (1,000,000 vs 200,000 rows): streaming them piece by
@@ -307,15 +209,18 @@ def read_features(path: Path, gold_ids: pd.Series) -> tuple[pd.DataFrame, int]:
     optimisation: whenever the ids need checking (not integers, nulls, duplicates) or nothing would be
     left, the full table goes to ``prepare_dataset`` so its errors describe the real input. Ids are never
     narrowed to float32 (covariates are), so ids written as floats stay exact or are reported.
+    ``ids_ahead``: the feature ids ``read_ids_ahead`` read already (emptied once used).
     """
     gold_values = _gold_id_values(gold_ids)
     if gold_values is not None:
-        streamed = stream_gold_rows(path, gold_values)
+        streamed = stream_gold_rows(path, gold_values, ids_ahead)
         if streamed is not None:
             # Hand the pieces' freed buffers back to the OS (mimalloc keeps them otherwise), so the join and
             # the writes that follow do not stack their peak on top of them.
             pa.default_memory_pool().release_unused()
             return streamed
+    if ids_ahead is not None:
+        ids_ahead.clear()  # the full read reads them again
     table = read_arrow(path)
     rows = table.num_rows
     if ID_COLUMN in table.column_names and gold_values is not None:

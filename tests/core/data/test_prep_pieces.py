@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from biodiv_core.data import csv_pieces, prep, streaming
+from biodiv_core.data import csv_pieces, parquet_rows, prep, streaming
 from biodiv_core.data.datastore import read_table
 from biodiv_core.data.kept_columns import KeptColumns, PieceMismatch
 
@@ -36,7 +36,7 @@ def small_pieces(monkeypatch):
     """Pieces of a few KB and parquet batches of 500 rows, so small files are read in many pieces."""
     monkeypatch.setattr(csv_pieces, "FIRST_BLOCK_BYTES", 4096)
     monkeypatch.setattr(csv_pieces, "PIECE_BYTES", 3000)
-    monkeypatch.setattr(streaming, "BATCH_ROWS", 500)
+    monkeypatch.setattr(parquet_rows, "BATCH_ROWS", 500)
 
 
 def _full_read(folder, gold_ids, monkeypatch):
