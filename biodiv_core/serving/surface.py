@@ -3,7 +3,9 @@
 Cells are read, scored and written window by window (`biodiv_core.data.rasters.windows`): each window's
 valid cells become one table that goes through `biodiv_core.serving.scoring.score`, the one scoring path, so
 the surface and a batch-scored table of the same cells agree. Memory follows the window (``window_cells``),
-never the raster. Output (into an existing folder):
+never the raster: one window's cells are held as read (float32 rasters stay float32, and the model's frame
+wraps those arrays), plus LightGBM's matrix or the MESS pass, plus the scores, about 1.1-1.7x the window's
+frame as float64 (benchmarks/README.md). Output (into an existing folder):
 
 - ``suitability.tif``: Cloud-Optimized GeoTIFF, float32, band 1 ``probability``, band 2 ``presence`` (0/1 at
   the model's threshold) and, for a model saved with a covariate reference, band 3 ``mess`` (MESS,
