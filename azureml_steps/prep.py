@@ -53,6 +53,9 @@ def prepared_metadata(summary: dict[str, Any], args: PrepArgs) -> dict[str, Any]
     for key in ("species", "site", "background_source", "auc_caveat"):
         if summary.get(key):
             metadata[key] = reporting.text(summary[key])
+    # Whether the output depends on the covariate rasters (background cells, thinning): prepared_data then
+    # counts their version among its inputs.
+    metadata["covariates_used"] = reporting.boolean(summary.get("covariates_used"))
     for key in ("gold_rows", "feature_rows", "dropped_null_targets", "gold_rows_without_features"):
         if summary.get(key) is not None:
             metadata[key] = reporting.integer(summary[key])

@@ -166,6 +166,10 @@ def integer(value: Any) -> dict[str, Any]:
     return {"raw_value": int(value), "type": "int"}
 
 
+def boolean(value: Any) -> dict[str, Any]:
+    return {"raw_value": bool(value), "type": "bool"}
+
+
 SIGNIFICANT_DIGITS = 4
 
 

@@ -81,6 +81,7 @@ def scores_report(summary: Mapping[str, Any], metrics: Mapping[str, Any], folder
         "Accuracy, the per-class report, the confusion matrix, TSS, kappa, sensitivity and specificity use it; "
         "ROC-AUC, Brier and Boyce do not depend on a cut-off.",
         markdown_table(rows, ["metric", "value", "cut-off"]),
+        f"**AUC caveat**: {summary['auc_caveat']}." if summary.get("auc_caveat") else "",
         f"Per class at cut-off {cut}:",
         markdown_table(per_class, ["class", "precision", "recall", "f1-score", "support"]),
     ]

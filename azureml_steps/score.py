@@ -43,6 +43,8 @@ def scores_metadata(summary: dict[str, Any], args: ScoreArgs) -> dict[str, Any]:
         metadata["top_features"] = reporting.as_json(list(summary["top_features"]))
     if summary.get("cv_strategy"):
         metadata["cv_strategy"] = reporting.text(str(summary["cv_strategy"]))
+    if summary.get("auc_caveat"):  # presence-only species: what the AUC above compares
+        metadata["auc_caveat"] = reporting.text(str(summary["auc_caveat"]))
     return metadata
 
 

@@ -5,23 +5,30 @@
 - floor: LightGBM ``Booster.predict`` (one thread, like the scoring path) on the same cells already in memory
   (a pandas frame, land cover as a category): no reading, no writing, no validation.
 
-Each runs in a fresh child process (``_util.run_measured``). Work seconds are timed inside the child (imports
-excluded); ``peak_rss_added_mib`` is the child's own high-water mark minus its RSS after imports. The surface
-runs at two raster sizes with the same window: the added peak stays the same (memory follows the window), and
-``frame_mib`` is one window's frame (cells x features as float64) for scale. ``ratio_to_floor`` = surface
-seconds / floor seconds at the large size.
+Each runs in a fresh child process (``_util.run_measured``). Work seconds (wall and the child's CPU) are timed
+inside the child (imports excluded); ``peak_rss_added_mib`` is the child's own high-water mark minus its RSS
+after imports. The model carries a covariate reference (as trained models do), so the surface computes MESS
+and writes its band; ``surface_no_mess`` is the large surface without it. The surface runs at two raster
+sizes with the same window: the added peak stays the same (memory follows the window). ``window_memory``
+runs the small raster again with a 16x larger window: the extra peak of the windowed pass (its high-water mark
+when the COG copy starts, ``windows_peak_rss_added_mib``) over the extra frame MiB is what one window holds
+per MiB of its frame (cells x features as float64, ``frame_mib``); the fixed part cancels.
+``ratio_to_floor`` = surface seconds / floor seconds at the large size (``cpu_ratio_to_floor``: CPU seconds,
+steadier on a shared machine).
 
 The rasters (smooth random fields, 11 numeric covariates + land cover with 7 classes; ~0.8 GB at 4,000 x 4,000)
 are written window by window into --data-dir and reused; the model is LightGBM (60 rounds, 31 leaves) trained
 on 20,000 cells of the small raster with labels from a known logistic niche.
 
     python benchmarks/maps.py --json [--size 4000] [--small-size 1000] [--window-cells 65536] [--data-dir DIR]
+        [--wide-window-cells 1048576]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -79,6 +86,7 @@ import numpy as np
 import rasterio
 from biodiv_core.data.rasters import open_covariates
 from biodiv_core.serving.scoring import model_inputs
+from biodiv_core.serving.similarity import build_reference, write_reference
 folder, out = sys.argv[1], sys.argv[2]
 stack = open_covariates(folder)
 rng = np.random.default_rng(1)
@@ -98,6 +106,7 @@ booster = lgb.train(params, lgb.Dataset(X, label=y), num_boost_round={rounds})
 booster.save_model(f"{{out}}/model.txt")
 inputs = model_inputs(booster, X, threshold=0.4)
 open(f"{{out}}/inputs.json", "w").write(json.dumps(inputs.to_dict()))
+write_reference(build_reference(X, inputs.features, inputs.categories), out)
 """
 
 SURFACE = r"""
@@ -105,17 +114,28 @@ import json, sys, time
 sys.path.insert(0, {repo!r})
 import lightgbm as lgb
 from biodiv_core.data.rasters import open_covariates
+from dataclasses import replace
 from biodiv_core.serving.scoring import ModelInputs
+from biodiv_core.serving.similarity import read_reference
 from biodiv_core.serving.surface import predict_surface
 import _memory_probe
-folder, model_dir, output, window = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+folder, model_dir, output, window, mess = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 booster = lgb.Booster(model_file=f"{{model_dir}}/model.txt")
 inputs = ModelInputs.from_dict(json.load(open(f"{{model_dir}}/inputs.json")))
+if mess == "mess":
+    inputs = replace(inputs, reference=read_reference(model_dir))
+import rasterio.shutil
+copy_cog = rasterio.shutil.copy
+def copy_marked(*args, **kwargs):
+    _memory_probe.mark("windows")  # its high-water mark so far: the windowed pass's peak
+    return copy_cog(*args, **kwargs)
+rasterio.shutil.copy = copy_marked
 _memory_probe.mark("imports")
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 stack = open_covariates(folder, inputs.features)
 summary = predict_surface(stack, booster, inputs, output, window_cells=window)
-print(json.dumps({{"seconds": time.perf_counter() - start, "valid_cells": summary["valid_cells"]}}))
+print(json.dumps({{"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
+                  "valid_cells": summary["valid_cells"]}}))
 """
 
 FLOOR = r"""
@@ -138,9 +158,9 @@ for name in booster.feature_name():
     frame[name] = (pd.Categorical.from_codes(values.astype(int), categories=stack.categories[name])
                    if name in stack.categories else values.astype(np.float64))
 frame = pd.DataFrame(frame)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 p = booster.predict(frame, num_threads=1)
-print(json.dumps({{"seconds": time.perf_counter() - start, "cells": len(p)}}))
+print(json.dumps({{"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "cells": len(p)}}))
 """
 
 
@@ -161,11 +181,30 @@ def _rasters(data_dir: Path, size: int) -> Path:
     return folder
 
 
+def _window_cells(size: int, max_cells: int) -> int:
+    """Cells of the largest window `rasters.windows` makes of a size x size grid."""
+    cols = min(size, max(1, math.isqrt(max(1, max_cells))))
+    return cols * min(size, max(1, max_cells // cols))
+
+
+def _windows_peak(run: dict) -> float:
+    """The child's peak RSS until the windows were all written (before the COG copy and the map), above its
+    RSS after imports."""
+    marks = run["memory"]["marks"]
+    return marks["windows"]["hwm_mib"] - marks["imports"]["rss_mib"]
+
+
+def _frame_mib(cells: int) -> float:
+    """One window's frame: its cells x the covariates as float64."""
+    return cells * (len(NUMERIC) + 1) * 8 / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4000)
     parser.add_argument("--small-size", type=int, default=1000)
     parser.add_argument("--window-cells", type=int, default=65_536)
+    parser.add_argument("--wide-window-cells", type=int, default=16 * 65_536, help="for the window memory")
     parser.add_argument("--data-dir", default=str(REPO / ".biodiv" / "bench" / "maps"), help="raster cache")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -175,30 +214,55 @@ def main() -> None:
     model_dir.mkdir(exist_ok=True)
     _child(TRAIN.format(repo=str(REPO), rounds=ROUNDS) + "\nprint('{}')", str(small), str(model_dir))
 
-    surfaces = {}
-    for size, folder in ((args.small_size, small), (args.size, large)):
+    def surface(size: int, folder: Path, window: int, mess: bool) -> dict:
         output = data_dir / f"surface-{size}"
         if output.exists():
             shutil.rmtree(output)
         output.mkdir()
-        run = _child(SURFACE.format(repo=str(REPO)), str(folder), str(model_dir), str(output), str(args.window_cells))
-        surfaces[size] = {
+        flag = "mess" if mess else "no-mess"
+        run = _child(SURFACE.format(repo=str(REPO)), str(folder), str(model_dir), str(output), str(window), flag)
+        return {
             "cells": size * size,
+            "window_cells": _window_cells(size, window),
             "seconds": rounded(run["seconds"]),
+            "cpu_seconds": rounded(run["cpu_seconds"]),
             "peak_rss_mib": rounded(run["peak_rss_mib"], 1),
             "peak_rss_added_mib": rounded(added_peak_mib(run, "imports"), 1),
+            "windows_peak_rss_added_mib": rounded(_windows_peak(run), 1),
         }
+
+    # The large surface runs on both sides of the floor (with and without MESS) so load drifts hit both.
+    surfaces = {args.small_size: surface(args.small_size, small, args.window_cells, True)}
+    surfaces[args.size] = surface(args.size, large, args.window_cells, True)
     floor = _child(FLOOR.format(repo=str(REPO)), str(large), str(model_dir))
+    no_mess = surface(args.size, large, args.window_cells, False)
+    wide = surface(args.small_size, small, args.wide_window_cells, True)
+    narrow = surfaces[args.small_size]
+    frames = [_frame_mib(run["window_cells"]) for run in (narrow, wide)]
+    added = wide["windows_peak_rss_added_mib"] - narrow["windows_peak_rss_added_mib"]
     result = {
         "benchmark": "maps",
         "covariates": len(NUMERIC) + 1,
         "window_cells": args.window_cells,
-        "frame_mib": rounded(args.window_cells * (len(NUMERIC) + 1) * 8 / 2**20, 1),
+        "frame_mib": rounded(_frame_mib(args.window_cells), 1),
         "model_rounds": ROUNDS,
         "surface": surfaces,
+        "surface_no_mess": no_mess,
         "floor_seconds": rounded(floor["seconds"]),
+        "floor_cpu_seconds": rounded(floor["cpu_seconds"]),
         "floor_peak_rss_added_mib": rounded(added_peak_mib(floor, "imports"), 1),
         "ratio_to_floor": rounded(surfaces[args.size]["seconds"] / floor["seconds"]),
+        "cpu_ratio_to_floor": rounded(surfaces[args.size]["cpu_seconds"] / floor["cpu_seconds"]),
+        "ratio_to_floor_no_mess": rounded(no_mess["seconds"] / floor["seconds"]),
+        "cpu_ratio_to_floor_no_mess": rounded(no_mess["cpu_seconds"] / floor["cpu_seconds"]),
+        # What one window adds: the same raster with a 16x larger window, the extra peak per extra frame MiB
+        # (the fixed part -- GDAL's cache, the COG copy, the map, LightGBM -- is in both runs and cancels).
+        "window_memory": {
+            "window_cells": [narrow["window_cells"], wide["window_cells"]],
+            "frame_mib": [rounded(f, 1) for f in frames],
+            "windows_peak_rss_added_mib": [narrow["windows_peak_rss_added_mib"], wide["windows_peak_rss_added_mib"]],
+            "ratio_to_frame": rounded(added / (frames[1] - frames[0])),
+        },
         "machine": machine(),
     }
     emit(result, args.json)

@@ -104,7 +104,8 @@ class RunSettings:
     background_from: str = setting(
         "auto",
         "where background points come from: raster_cells, feature_rows (the site's other records: they share the "
-        "presences' observer bias), or auto (raster_cells when the site has covariate rasters)",
+        "presences' observer bias), or auto (feature_rows when at least 1,000 are not presences, else raster_cells "
+        "when the site has covariate rasters)",
         choices=BACKGROUND_FROM,
     )
     presence_thinning: str = setting(

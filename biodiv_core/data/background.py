@@ -4,11 +4,12 @@ Most GBIF occurrences are presences only. For a species whose gold data holds PR
 background points labelled 0, the way SDM tools do (elapid's background sampling, biomod2's
 pseudo-absences): a seeded random sample of the site's environment, from the covariate raster cells (every
 valid cell equally likely) or from the site's feature rows that are not presences (the run setting
-``background_from``; "auto": raster cells when the site has rasters). Feature rows were collected by the same
-observers as the presences, so they share their sampling bias and cancel it ("target-group background");
-raster cells do not (docs/model-quality.md has the measurement). The model then ranks presences against the
-site's environment, so its AUC says how well it tells presences from background, not from absences
-(``AUC_CAVEAT``).
+``background_from``; "auto": feature rows when there are enough of them, `MIN_FEATURE_BACKGROUND`, else raster
+cells when the site has rasters). Feature rows were collected by the same observers as the presences, so they
+share their sampling bias and cancel it ("target-group background", Phillips et al. 2009); raster cells do not
+(docs/model-quality.md has the measurement that made feature rows the default). The model then ranks
+presences against the site's environment, so its AUC says how well it tells presences from background, not
+from absences (``AUC_CAVEAT``).
 
 Background rows join the data as extra feature rows with ABSENT gold rows, so every rule of the prep
 contract applies to them as to real rows. Raster cells get ids no GBIF record has: ``-(flat cell index + 1)``.
@@ -34,6 +35,10 @@ AUC_CAVEAT = (
     "points, not with absences; it ranks presences above the site's average environment and cannot reach 1"
 )
 FROM_RASTERS, FROM_FEATURES = "raster_cells", "feature_rows"  # values of the background_from setting
+# "auto" draws from the feature rows (target-group background) when at least this many are not presences: a
+# background of fewer points describes the site's environment too coarsely, and the rasters (when there are
+# any) then do better. The measurement behind the default is in docs/model-quality.md.
+MIN_FEATURE_BACKGROUND = 1000
 # Sample streams of this module, apart from the split's and tuning's uses of the run seed.
 _BACKGROUND_STREAM = 31
 
@@ -45,9 +50,11 @@ class Background:
     points: int = 0
     source: str | None = None
     thinned_presences: int = 0
+    covariates_used: bool = False  # raster cells drawn or presences thinned: the output depends on the rasters
 
     def summary(self) -> dict:
         out = {"background_points": self.points, "background_source": self.source}
+        out["covariates_used"] = self.covariates_used
         if self.points:
             out |= {"thinned_presences": self.thinned_presences, "auc_caveat": AUC_CAVEAT}
         return out
@@ -66,11 +73,17 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, _BACKGROUND_STREAM])
 
 
-def feature_background_ids(features_path: Path, source: str, presence_ids: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` feature-row ids that are not presences, drawn without replacement (sorted first, so the
-    draw does not depend on row order)."""
+def feature_candidates(features_path: Path, source: str, presence_ids: np.ndarray) -> np.ndarray:
+    """The feature-row ids that are not presences, sorted and unique."""
     ids = read_arrow(features_path, [ID_COLUMN])[ID_COLUMN].to_pandas()
-    candidates = np.setdiff1d(exact_ids(ids, source, ID_COLUMN), presence_ids)  # sorted and unique
+    return np.setdiff1d(exact_ids(ids, source, ID_COLUMN), presence_ids)
+
+
+def feature_background_ids(
+    candidates: np.ndarray, source: str, presence_ids: np.ndarray, n: int, seed: int
+) -> np.ndarray:
+    """Up to ``n`` of the feature-row ids ``candidates`` (`feature_candidates`), drawn without replacement
+    (sorted first, so the draw does not depend on row order)."""
     if not len(candidates):
         raise DataContractError(
             f"{source} has no rows besides the {len(np.unique(presence_ids))} presences of this presence-only "
@@ -191,8 +204,9 @@ def with_background(
     its presences (thinned to one a cell when ``thinning`` is "cell") plus ``n`` background points (at most
     all there are) as extra feature rows labelled ABSENT in the gold rows.
 
-    ``background_from``: "raster_cells", "feature_rows", or "auto" (raster cells when ``covariates`` is a
-    rasters folder, else feature rows).
+    ``background_from``: "raster_cells", "feature_rows", or "auto": feature rows when at least
+    `MIN_FEATURE_BACKGROUND` of them are not presences or the site has no rasters (``covariates`` None),
+    else raster cells.
     """
     from biodiv_core.data.rasters import open_covariates
     from biodiv_core.data.streaming import read_features
@@ -207,12 +221,18 @@ def with_background(
                 "<site>-covariates rasters, or set it back to its default (see config/run.yml)."
             )
     presence_ids = exact_ids(gold[ID_COLUMN], gold_source, ID_COLUMN)
-    use_cells = covariates is not None and background_from != FROM_FEATURES
+    candidates = (
+        None if background_from == FROM_RASTERS else feature_candidates(features_path, features_source, presence_ids)
+    )
+    use_cells = covariates is not None and (
+        background_from == FROM_RASTERS
+        or (background_from != FROM_FEATURES and len(candidates) < MIN_FEATURE_BACKGROUND)
+    )
     stack = open_covariates(covariates) if use_cells or thinning == "cell" else None
     if use_cells:
         frame, rows = read_features(features_path, gold[ID_COLUMN])
     else:
-        ids = feature_background_ids(features_path, features_source, presence_ids, n, seed)
+        ids = feature_background_ids(candidates, features_source, presence_ids, n, seed)
         frame, rows = read_features(features_path, pd.Series(np.concatenate([presence_ids, ids])))
     thinned = 0
     if thinning == "cell" and ID_COLUMN in frame.columns:
@@ -224,7 +244,8 @@ def with_background(
         cells = raster_background(stack, columns, n, seed, all(c in frame.columns for c in COORDINATE_COLUMNS))
         frame, ids = pd.concat([frame, cells], ignore_index=True), cells[ID_COLUMN].to_numpy()
     gold = pd.concat([gold, absent_rows(ids)], ignore_index=True)
-    return frame, gold, rows, Background(len(ids), FROM_RASTERS if use_cells else FROM_FEATURES, thinned)
+    source = FROM_RASTERS if use_cells else FROM_FEATURES
+    return frame, gold, rows, Background(len(ids), source, thinned, covariates_used=stack is not None)
 
 
 def absent_rows(ids: np.ndarray) -> pd.DataFrame:

@@ -192,21 +192,30 @@ def opened(stack: CovariateStack, names: Sequence[str] | None = None):
         yield {n: stack_of_files.enter_context(rasterio.open(stack.files[n])) for n in wanted}
 
 
-def _column(name: str, values: np.ndarray, labels: list[str] | None) -> pd.Series | np.ndarray:
+def _column(values: np.ndarray, labels: list[str] | None) -> pd.Categorical | np.ndarray:
     if labels is None:
         return values
     codes = values.astype(np.int64)
     # Codes without a name become their own text, so scoring counts them as unseen levels.
-    extra = sorted({int(c) for c in np.unique(codes) if not 0 <= c < len(labels)})
-    names = labels + [str(c) for c in extra if str(c) not in labels]
-    lookup = {c: len(labels) + i for i, c in enumerate(extra)}
-    if lookup:
-        codes = np.array([lookup.get(int(c), c) for c in codes], dtype=np.int64)
+    outside = (codes < 0) | (codes >= len(labels))
+    if not outside.any():
+        return pd.Categorical.from_codes(codes, categories=labels)
+    extra = np.unique(codes[outside])
+    names = list(labels)
+    for text in (str(c) for c in extra.tolist()):
+        if text not in names:
+            names.append(text)
+    target = np.array([names.index(str(c)) for c in extra.tolist()], dtype=np.int64)
+    codes[outside] = target[np.searchsorted(extra, codes[outside])]  # per distinct code, not per cell
     return pd.Categorical.from_codes(codes, categories=names)
 
 
 def read_window(stack: CovariateStack, datasets: dict, window) -> tuple[pd.DataFrame, np.ndarray]:
-    """(one row per valid cell of ``window``, the window's valid mask); columns are the datasets' names."""
+    """(one row per valid cell of ``window``, the window's valid mask); columns are the datasets' names.
+
+    Columns keep the rasters' own type (float32 stays float32) and the frame wraps them without consolidating
+    them into one block: the window's cells are held once as read and once as the frame, never more.
+    """
     bands = {name: src.read(1, window=window) for name, src in datasets.items()}
     valid = np.ones((int(window.height), int(window.width)), dtype=bool)
     for values in bands.values():
@@ -214,9 +223,10 @@ def read_window(stack: CovariateStack, datasets: dict, window) -> tuple[pd.DataF
             valid &= ~np.isnan(values)
         if stack.nodata is not None and not np.isnan(stack.nodata):
             valid &= values != stack.nodata
-    columns = {name: _column(name, values[valid], stack.categories.get(name)) for name, values in bands.items()}
-    del bands
-    return pd.DataFrame(columns), valid
+    columns = {}
+    for name in list(bands):
+        columns[name] = _column(bands.pop(name)[valid], stack.categories.get(name))  # each band freed once taken
+    return pd.DataFrame(columns, copy=False), valid
 
 
 def write_raster(

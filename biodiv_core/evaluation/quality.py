@@ -38,6 +38,10 @@ from biodiv_core.training.spatial_cv import (
 from biodiv_core.training.thresholds import best_tss_threshold, calibration_table, threshold_metrics
 
 CV_QUALITY_FILE = "cv_quality.json"
+# What prep says about the data that every quality report must repeat: for a presence-only species, that AUC
+# compares presences with background points (None with real absences). The train stage copies it from the
+# prepared data into cv_quality.json, the score stage from there into quality.json and the scores metadata.
+PREP_KEYS = ("auc_caveat",)
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -188,8 +192,8 @@ def held_out_quality(
     """Held-out quality metrics of a fitted ``model``; writes ``calibration_curve.png`` and explanations.
 
     Returns flat JSON-able keys: threshold, tss, kappa, sensitivity, specificity, brier, boyce,
-    baseline_roc_auc, lift, top_features, the cv numbers passed in ``cv`` and ``images`` (paths relative to
-    ``output``).
+    baseline_roc_auc, lift, top_features, the cv numbers passed in ``cv`` (with `PREP_KEYS`: what prep said
+    about the data, e.g. ``auc_caveat``) and ``images`` (paths relative to ``output``).
     """
     output = Path(output)
     y_test = as_target(y_test)
@@ -208,7 +212,7 @@ def held_out_quality(
     images.update(explained["images"])
     out["top_features"] = explained["top_features"]
     out["calibration"] = calibration.to_dict(orient="records")
-    for key in ("roc_auc_random_cv", "roc_auc_spatial_cv", "optimism_gap", "cv_strategy", "block_size_km"):
+    for key in ("roc_auc_random_cv", "roc_auc_spatial_cv", "optimism_gap", "cv_strategy", "block_size_km", *PREP_KEYS):
         if cv and key in cv:
             out[key] = cv[key]
     # Relative to ``output``: stages write into a temporary folder that is renamed afterwards.

@@ -121,9 +121,13 @@ def _match_columns(frame: pd.DataFrame, wanted: list[str], what: str) -> dict[st
     return found
 
 
-def _numeric(column: pd.Series, name: str) -> pd.Series:
+def _numeric(column: pd.Series, name: str) -> np.ndarray:
+    """The column's numbers: numpy float columns as given (no copy; float32 raster cells stay float32, which
+    LightGBM reads exactly), anything else as float64."""
+    if column.dtype in (np.float32, np.float64):
+        return column.to_numpy()
     if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
-        return column.astype("float64")
+        return column.astype("float64").to_numpy()
     converted = pd.to_numeric(column, errors="coerce")
     bad = column[converted.isna() & column.notna() & (column.astype(str).str.strip() != "")]
     if len(bad):
@@ -131,7 +135,7 @@ def _numeric(column: pd.Series, name: str) -> pd.Series:
             f"Feature column {name!r} must be numeric but holds {len(bad)} non-numeric value(s), e.g. "
             f"{list(pd.unique(bad.astype(str)))[:5]}. Fix or blank those values."
         )
-    return converted.astype("float64")
+    return converted.astype("float64").to_numpy()
 
 
 def _as_level_text(column: pd.Series) -> pd.Series:
@@ -143,27 +147,27 @@ def _as_level_text(column: pd.Series) -> pd.Series:
     return column.map(lambda v: v if pd.isna(v) else str(v))
 
 
-def _recode_categorical(column: pd.Series, levels: list[str]) -> tuple[pd.Series, np.ndarray, list[str]]:
+def _recode_categorical(column: pd.Series, levels: list[str]) -> tuple[pd.Categorical, np.ndarray, list[str]]:
     """A pandas category column re-coded through its categories, not value by value (rasters: millions of cells)."""
     text = _as_level_text(pd.Series(column.cat.categories.astype(object)))
     position = {level: i for i, level in enumerate(levels)}
-    lookup = np.array([position.get(t, -1) for t in text], dtype=np.int32)
+    # One entry per category and a last one (-1, missing) that code -1 picks: one small-int pass over the cells.
+    lookup = np.array([position.get(t, -1) for t in text] + [-1], dtype=np.min_scalar_type(-max(len(levels), 1)))
     codes = np.asarray(column.cat.codes)  # int8/int16: a few bytes a cell
-    new_codes = np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1)
+    new_codes = lookup[codes]
     unseen_mask = (codes >= 0) & (new_codes < 0)
     examples = list(pd.unique(text.to_numpy()[np.unique(codes[unseen_mask])]))[:5]
-    coded = pd.Categorical.from_codes(new_codes, categories=levels)
-    return pd.Series(coded, index=column.index, name=column.name), unseen_mask, examples
+    return pd.Categorical.from_codes(new_codes, categories=levels), unseen_mask, examples
 
 
-def _recode(column: pd.Series, levels: list[str]) -> tuple[pd.Series, np.ndarray, list[str]]:
+def _recode(column: pd.Series, levels: list[str]) -> tuple[pd.Categorical, np.ndarray, list[str]]:
     if isinstance(column.dtype, pd.CategoricalDtype):
         return _recode_categorical(column, levels)
     text = _as_level_text(column)
     coded = pd.Categorical(text, categories=levels)
     unseen_mask = text.notna().to_numpy() & (np.asarray(coded.codes) < 0)
     examples = list(pd.unique(text[unseen_mask]))[:5]
-    return pd.Series(coded, index=column.index, name=column.name), unseen_mask, examples
+    return coded, unseen_mask, examples
 
 
 def prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -177,30 +181,29 @@ def _prepare(raw: pd.DataFrame, inputs: ModelInputs) -> tuple[pd.DataFrame, dict
     if not isinstance(raw, pd.DataFrame):
         raise DataContractError(f"Scoring needs a table (pandas DataFrame), got {type(raw).__name__}.")
     found = _match_columns(raw, inputs.features, inputs.model)
-    numeric = [name for name in inputs.features if name not in inputs.categories]
-    # Numeric columns are written into one float64 block that the frame wraps without copying: building the
-    # frame from separate columns would copy them all once more (a raster window holds millions of cells).
-    block = np.empty((len(raw), len(numeric)), dtype="float64", order="F")
-    for j, name in enumerate(numeric):
-        block[:, j] = _numeric(raw[found[name]], name).to_numpy()
-    frame = pd.DataFrame(block, index=raw.index, columns=numeric, copy=False)
+    # The frame wraps the columns without consolidating them into one block (``copy=False``): numeric columns
+    # that are floats already are the raw table's own arrays, so a raster window is not copied here at all.
+    columns: dict[str, np.ndarray | pd.Categorical] = {}
     unseen: dict[str, np.ndarray] = {}
-    for position, name in enumerate(inputs.features):
+    for name in inputs.features:
         column = raw[found[name]]
-        if name in inputs.categories:
-            recoded, mask, examples = _recode(column, inputs.categories[name])
-            frame.insert(position, name, recoded)
-            count = int(mask.sum())
-            if count:
-                unseen[name] = mask
-                logger.warning(
-                    "%s: %d value(s) of %r not seen in training (e.g. %s) scored as missing; training levels: %s",
-                    inputs.model,
-                    count,
-                    name,
-                    examples,
-                    inputs.categories[name][:20],
-                )
+        if name not in inputs.categories:
+            columns[name] = _numeric(column, name)
+            continue
+        recoded, mask, examples = _recode(column, inputs.categories[name])
+        columns[name] = recoded
+        count = int(mask.sum())
+        if count:
+            unseen[name] = mask
+            logger.warning(
+                "%s: %d value(s) of %r not seen in training (e.g. %s) scored as missing; training levels: %s",
+                inputs.model,
+                count,
+                name,
+                examples,
+                inputs.categories[name][:20],
+            )
+    frame = pd.DataFrame(columns, index=raw.index, copy=False)
     return frame, unseen
 
 
@@ -219,15 +222,17 @@ def score(raw: pd.DataFrame, model, inputs: ModelInputs, threshold: float | None
     probability = predict_proba(model, features) if len(features) else np.empty(0, dtype=float)
     if len(probability) != len(features):
         raise DataContractError(f"{inputs.model} returned {len(probability)} probabilities for {len(features)} rows.")
-    result = pd.DataFrame(index=range(len(features)))
+    # Columns go into the result as they are (``copy=False``): setting them one by one would copy each.
+    columns: dict[str, np.ndarray] = {}
     ids = _match_optional(raw, ID_COLUMN)
     if ids is not None:
-        result[ID_COLUMN] = raw[ids].to_numpy()
-    result["probability"] = np.asarray(probability, dtype="float64")
-    result["presence"] = (result["probability"] >= threshold).astype("int64")
+        columns[ID_COLUMN] = raw[ids].to_numpy(copy=True)
+    columns["probability"] = np.asarray(probability, dtype="float64")
+    columns["presence"] = (columns["probability"] >= threshold).astype("int64")
     if inputs.reference is not None:
-        result["mess"] = mess(features, inputs.reference, inputs.categories, unseen_masks)
-        result["extrapolated"] = result["mess"].to_numpy() < 0  # NaN (nothing known) is not flagged
+        columns["mess"] = mess(features, inputs.reference, inputs.categories, unseen_masks)
+        columns["extrapolated"] = columns["mess"] < 0  # NaN (nothing known) is not flagged
+    result = pd.DataFrame(columns, index=pd.RangeIndex(len(features)), copy=False)
     result.attrs["extrapolation"] = None if inputs.reference is not None else NO_REFERENCE_NOTE
     result.attrs["unseen_levels"] = unseen
     result.attrs["threshold"] = threshold

@@ -104,20 +104,27 @@ def read_reference(folder: str | os.PathLike) -> CovariateReference | None:
 
 
 def numeric_similarity(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Similarity (%) of each value to the sorted training values ``reference``; NaN where the value is missing."""
+    """Similarity (%) of each value to the sorted training values ``reference``; NaN where the value is missing.
+
+    ``values`` in any float width (float32 raster cells are compared as float64 without a widened copy of
+    the column); the result is float64.
+    """
     low, high, points = float(reference[0]), float(reference[-1]), len(reference)
     span = high - low if high > low else 1.0  # one training value: distances in the covariate's own units
     below = np.searchsorted(reference, values, side="right")  # training values <= each value (NaN: all)
-    # 2 min(f, 100 - f) = 100 - |2f - 100|, f the % below (0 at min, 100 at max); in place, a window is large.
-    similarity = below.astype("float64")
-    similarity -= 1.0
-    similarity *= 200.0 / max(points - 1, 1)
-    similarity -= 100.0
-    np.abs(similarity, out=similarity)
-    np.subtract(100.0, similarity, out=similarity)
+    # 2 min(f, 100 - f) = 100 - |2f - 100|, f the % below (0 at min, 100 at max): one value per count below,
+    # so a lookup (points + 1 entries) gives every cell's similarity in one pass and one array.
+    steps = np.arange(points + 1, dtype="float64")
+    steps -= 1.0
+    steps *= 200.0 / max(points - 1, 1)
+    steps -= 100.0
+    np.abs(steps, out=steps)
+    np.subtract(100.0, steps, out=steps)
     # Below min (none <= it), at or above max (all <= it) and missing: the distance to the nearer end instead.
     edge = np.flatnonzero((below == 0) | (below == points))
-    beyond = values[edge]
+    similarity = steps[below]
+    del below
+    beyond = values[edge].astype("float64")
     similarity[edge] = 100.0 * np.minimum(beyond - low, high - beyond) / span
     return similarity
 
@@ -144,7 +151,7 @@ def mess(
             mask = unseen.get(name, np.zeros(len(frame), dtype=bool))
             similarity = level_similarity(codes, categories[name], reference.levels[name], mask)
         elif name in reference.numeric:
-            similarity = numeric_similarity(frame[name].to_numpy(dtype="float64"), reference.numeric[name])
+            similarity = numeric_similarity(frame[name].to_numpy(), reference.numeric[name])
         else:
             continue
         np.fmin(result, similarity, out=result)  # fmin skips NaN: a missing value constrains nothing

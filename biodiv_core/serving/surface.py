@@ -3,7 +3,9 @@
 Cells are read, scored and written window by window (`biodiv_core.data.rasters.windows`): each window's
 valid cells become one table that goes through `biodiv_core.serving.scoring.score`, the one scoring path, so
 the surface and a batch-scored table of the same cells agree. Memory follows the window (``window_cells``),
-never the raster. Output (into an existing folder):
+never the raster: one window's cells are held as read (float32 rasters stay float32, and the model's frame
+wraps those arrays), plus LightGBM's matrix or the MESS pass, plus the scores, about 1.1-1.7x the window's
+frame as float64 (benchmarks/README.md). Output (into an existing folder):
 
 - ``suitability.tif``: Cloud-Optimized GeoTIFF, float32, band 1 ``probability``, band 2 ``presence`` (0/1 at
   the model's threshold) and, for a model saved with a covariate reference, band 3 ``mess`` (MESS,
@@ -33,6 +35,11 @@ MESS_FLOOR = -1000.0  # ten training ranges beyond the edge: flagged all the sam
 OUTPUT_NODATA = -9999.0
 MAP_PIXELS = 800  # longest side of the PNG's source image
 GDAL_CACHE_BYTES = 32 * 2**20  # GDAL's block cache would otherwise grow with the raster (5% of RAM)
+# Overviews by NEAREST: every overview cell is a real cell's value, so presence stays 0/1, MESS a real MESS and
+# nodata is not smeared into its neighbours; GDAL's default for COG (CUBIC) invents values, and took 2x the CPU
+# of the whole copy and 2.5x the file size (4,000 x 4,000 cells, benchmarks/README.md). DEFLATE level 1: half
+# the CPU of level 6 for a ~25% larger file, still a few MiB; DEFLATE is what every GeoTIFF reader reads.
+COG_OPTIONS = {"COMPRESS": "DEFLATE", "LEVEL": 1, "RESAMPLING": "NEAREST", "BLOCKSIZE": 256}
 
 
 def output_nodata(stack: CovariateStack) -> float:
@@ -43,21 +50,31 @@ def output_nodata(stack: CovariateStack) -> float:
     return float(np.float32(nodata))
 
 
-def _score_window(frame, valid, model, inputs: ModelInputs, nodata: float) -> tuple[list[np.ndarray], dict]:
-    """The window's bands (probability, presence, and mess with a reference) and its unseen-level counts."""
-    names = _bands(inputs)
-    bands = [np.full(valid.shape, nodata, dtype=np.float32) for _ in names]
-    unseen: dict = {}
-    if len(frame):
-        scored = score(frame, model, inputs)
-        for band, name in zip(bands, names, strict=True):
-            values = scored[name].to_numpy(dtype=np.float32)
+def _write_window(dst, window, cells, model, inputs: ModelInputs, nodata: float, totals: _Totals) -> None:
+    """Score one window's cells (``read_window``'s table and mask), add them to ``totals`` and write the bands.
+
+    Held at once: the window's table, its scores, and one output band; nothing outlives the call, so the
+    next window is read with none of this one's arrays still held.
+    """
+    frame, valid = cells
+    del cells
+    scored = score(frame, model, inputs) if len(frame) else None
+    del frame
+    values: dict[str, np.ndarray] = {}
+    for index, name in enumerate(_bands(inputs), start=1):
+        band = np.full(valid.shape, nodata, dtype=np.float32)
+        if scored is not None:
+            values[name] = scored[name].to_numpy(dtype=np.float32)
             if name == MESS_BAND:
-                np.maximum(values, MESS_FLOOR, out=values)  # NaN stays NaN: nothing known there
-                values[np.isnan(values)] = nodata
-            band[valid] = values
+                np.maximum(values[name], MESS_FLOOR, out=values[name])  # NaN stays NaN: nothing known there
+            band[valid] = values[name]
+            if name == MESS_BAND:
+                band[valid & np.isnan(band)] = nodata
+        dst.write(band, index, window=window)
+        del band
+    if scored is not None:
         unseen = scored.attrs.get("unseen_levels", {})
-    return bands, unseen
+        totals.add(values["probability"], values["presence"], unseen, values.get(MESS_BAND))
 
 
 def _bands(inputs: ModelInputs) -> tuple[str, ...]:
@@ -123,15 +140,9 @@ def predict_surface(
             for band, name in enumerate(_bands(inputs), start=1):
                 dst.set_band_description(band, name)
             for window in windows(stack, window_cells):
-                frame, valid = read_window(stack, datasets, window)
-                bands, unseen = _score_window(frame, valid, model, inputs, nodata)
-                del frame
-                mess = bands[2][valid] if len(bands) > 2 else None
-                totals.add(bands[0][valid], bands[1][valid], unseen, mess)
-                for index, values in enumerate(bands, start=1):
-                    dst.write(values, index, window=window)
+                _write_window(dst, window, read_window(stack, datasets, window), model, inputs, nodata, totals)
         # The COG driver writes tiles and overviews from the staged file; it cannot be written window by window.
-        rasterio.shutil.copy(staging, output / SURFACE_FILE, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256)
+        rasterio.shutil.copy(staging, output / SURFACE_FILE, driver="COG", **COG_OPTIONS)
         staging.unlink()
         preview = _preview(output / SURFACE_FILE, 1)
         extrapolated = None if inputs.reference is None else _preview(output / SURFACE_FILE, 3).filled(0.0) < 0

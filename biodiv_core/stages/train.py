@@ -16,7 +16,7 @@ from biodiv_core.data.prep import load_prepared
 from biodiv_core.data.split import split_train_test
 from biodiv_core.evaluation.outputs import TUNING_HISTORY_FILE
 from biodiv_core.evaluation.plots import plot_tuning_history
-from biodiv_core.evaluation.quality import cv_quality, training_folds, write_cv_quality
+from biodiv_core.evaluation.quality import PREP_KEYS, cv_quality, training_folds, write_cv_quality
 from biodiv_core.stages.common import (
     BEST_PARAMETERS_FILE,
     SPLIT_FILES,
@@ -93,6 +93,7 @@ def run_train(args: TrainArgs) -> dict:
             num_threads=args.num_threads,
             tuned_oof=result.oof,
         )
+        quality |= {key: data.stats.get(key) for key in PREP_KEYS}
         tracking.log_metrics({k: v for k, v in quality.items() if isinstance(v, float)})
         with output_dir(args.best_parameters) as best_tmp, output_dir(args.split) as split_tmp:
             (best_tmp / BEST_PARAMETERS_FILE).write_text(json.dumps(result.best_params, indent=2) + "\n")

@@ -107,7 +107,39 @@ def predict_proba(model, features: pd.DataFrame) -> np.ndarray:
         )
     if list(x.columns) != expected:
         x = x[expected]  # a copy: only when the columns are not already the model's, in its order
-    return np.asarray(booster.predict(x, num_threads=1), dtype=float)
+    matrix = lgb_matrix(x, booster)
+    return np.asarray(booster.predict(x if matrix is None else matrix, num_threads=1), dtype=float)
+
+
+def lgb_matrix(x: pd.DataFrame, booster) -> np.ndarray | None:
+    """The matrix LightGBM's own pandas conversion makes of ``x`` (category codes of the booster's training
+    levels, missing as NaN), built in one pass without its temporaries, and as float32 when every numeric
+    column is float32 (raster cells): LightGBM widens each value exactly, so the predictions are the same.
+
+    None when LightGBM should convert (or reject) the frame itself: an empty frame, a column that is neither
+    a numpy float nor a category, or category columns that do not match the booster's.
+    """
+    categorical = [c for c in x.columns if isinstance(x[c].dtype, pd.CategoricalDtype)]
+    levels = booster.pandas_categorical
+    numeric = [x[c].dtype for c in x.columns if c not in categorical]
+    if not len(x) or any(d not in (np.float32, np.float64) for d in numeric):
+        return None
+    if levels is not None and len(levels) != len(categorical):
+        return None
+    dtype = np.float64 if any(d == np.float64 for d in numeric) else np.float32
+    matrix = np.empty(x.shape, dtype=dtype, order="F")  # LightGBM reads column-major without copying
+    for j, name in enumerate(x.columns):
+        column = x[name]
+        if name not in categorical:
+            matrix[:, j] = column.to_numpy()
+            continue
+        trained = levels[categorical.index(name)] if levels is not None else None
+        if trained is not None and list(column.cat.categories) != list(trained):
+            column = column.cat.set_categories(trained)
+        codes = column.cat.codes.to_numpy()
+        matrix[:, j] = codes
+        matrix[codes < 0, j] = np.nan
+    return matrix
 
 
 def lightgbm_fit_predict(params: dict, num_threads: int = 1):

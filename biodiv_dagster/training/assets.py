@@ -124,12 +124,13 @@ def _launch(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-def _covariates_input(step_launcher: StepLauncher, site_slug: str) -> str | None:
-    """The site's latest covariate rasters (where prep draws a presence-only species' background), or None."""
+def _covariates_input(step_launcher: StepLauncher, site_slug: str) -> tuple[str | None, int | None]:
+    """(location, version) of the site's latest covariate rasters (where prep may draw a presence-only
+    species' background or thin its presences), or (None, None)."""
     try:
-        return step_launcher.data_input(covariates_asset_name(site_slug))[0]
+        return step_launcher.data_input(covariates_asset_name(site_slug))
     except NotFoundError:
-        return None
+        return None, None
 
 
 # --- assets ------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def prepared_data(
         gold, species_version = step_launcher.data_input(species_asset_name(site_slug), run.species_version)
     except BiodivError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    covariates = _covariates_input(step_launcher, site_slug)
+    covariates, covariates_version = _covariates_input(step_launcher, site_slug)
     versions = {features_asset_name(site_slug): features_version, species_asset_name(site_slug): species_version}
     # Too few rows of a class for the folds fails prep itself: no output, nothing downstream.
     args, [result] = _launch(
@@ -178,6 +179,8 @@ def prepared_data(
     metadata = result.metadata or {}
     n_present, n_absent = int(_value(metadata, "n_present", 0)), int(_value(metadata, "n_absent", 0))
     duplicates = int(_value(metadata, "duplicate_ids", 0))
+    if covariates is not None and _value(metadata, "covariates_used", False):  # what the output depends on
+        versions[covariates_asset_name(site_slug)] = covariates_version
     checks = [
         dg.AssetCheckResult(
             check_name="enough_rows_per_class",

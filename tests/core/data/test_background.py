@@ -8,6 +8,7 @@ import rasterio
 from rasterio.transform import rowcol
 from stage_helpers import run_prep
 
+from biodiv_core.data import background
 from biodiv_core.data import datastore as ds
 from biodiv_core.data.background import AUC_CAVEAT
 from biodiv_core.data.generate import generate_datastore
@@ -74,12 +75,12 @@ def test_background_is_at_most_all_the_site_has(store, tmp_path):
     presences = _presence_ids(store)
     summary, _ = _prep(store, tmp_path / "a", rasters=False)  # the default, 10,000, is more than the site has
     assert summary["background_points"] == 1500 - len(presences)
-    summary, _ = _prep(store, tmp_path / "b", background_points=50_000)
+    summary, _ = _prep(store, tmp_path / "b", background_points=50_000, background_from="raster_cells")
     assert summary["background_points"] == 30 * 30  # every valid cell, once
 
 
 def test_background_from_raster_cells_are_the_cells_values(store, tmp_path):
-    summary, data = _prep(store, tmp_path / "a", background_points=200, seed=1)  # auto: the site has rasters
+    summary, data = _prep(store, tmp_path / "a", background_points=200, seed=1, background_from="raster_cells")
     assert summary["background_source"] == "raster_cells" and summary["background_points"] == 200
     background = data.targets.index[data.targets == 0]
     assert (background < 0).all() and len(set(background)) == 200  # ids no GBIF record has, each cell once
@@ -93,10 +94,19 @@ def test_background_from_raster_cells_are_the_cells_values(store, tmp_path):
     assert set(data.features.loc[background, "land_cover"].astype(str)) <= {
         "open_water", "wetland", "forest", "shrubland", "grassland", "barren", "developed"
     }  # fmt: skip
-    _, again = _prep(store, tmp_path / "b", background_points=200, seed=1)
+    _, again = _prep(store, tmp_path / "b", background_points=200, seed=1, background_from="raster_cells")
     assert list(again.targets.index) == list(data.targets.index)
-    # feature_rows overrides auto when the site has rasters
-    summary, _ = _prep(store, tmp_path / "c", background_points=200, background_from="feature_rows")
+
+
+def test_auto_draws_from_feature_rows_when_there_are_enough_else_from_raster_cells(store, tmp_path, monkeypatch):
+    others = 1500 - len(_presence_ids(store))  # feature rows that are not presences
+    monkeypatch.setattr(background, "MIN_FEATURE_BACKGROUND", others)
+    summary, _ = _prep(store, tmp_path / "a", background_points=200)  # auto, and the site has rasters
+    assert summary["background_source"] == "feature_rows" and not summary["covariates_used"]
+    monkeypatch.setattr(background, "MIN_FEATURE_BACKGROUND", others + 1)
+    summary, _ = _prep(store, tmp_path / "b", background_points=200)
+    assert summary["background_source"] == "raster_cells" and summary["covariates_used"]
+    summary, _ = _prep(store, tmp_path / "c", background_points=200, rasters=False)  # no rasters: rows, however few
     assert summary["background_source"] == "feature_rows"
 
 

@@ -117,6 +117,17 @@ def test_read_window_drops_nodata_cells_and_names_classes(tmp_path):
     assert valid.shape == (3, 10) and valid.sum() == 26 == len(frame)
     assert not valid[0, :3].any() and not valid[1, 0]
     assert frame["elevation"].tolist()[:3] == [3.0, 4.0, 5.0]
+    assert frame["elevation"].dtype == np.float32  # the raster's own type: no widened copy of the window
     assert set(frame["land_cover"].astype(str)) == {"water", "7"}
     with rasterio.open(stack.files["land_cover"]) as src:
         assert json.loads(src.tags(1)[CATEGORIES_TAG]) == ["forest", "water"]
+
+
+def test_codes_without_a_class_name_keep_their_text_whatever_the_other_codes(tmp_path):
+    cover = np.zeros((4, 5))
+    cover[0, :] = [0, 1, 9, -2, 9]
+    _write(tmp_path, "land_cover", cover, categories=["forest", "9"])  # a class named like an unnamed code
+    stack = open_covariates(tmp_path)
+    with rasterio.open(stack.files["land_cover"]) as c:
+        frame, _ = read_window(stack, {"land_cover": c}, Window(0, 0, 5, 1))
+    assert frame["land_cover"].astype(str).tolist() == ["forest", "9", "9", "-2", "9"]

@@ -183,3 +183,37 @@ def _assert_mlflow_runs_are_linked_named_and_tagged(dagster_run_id, *step_metada
         }.items() <= run.data.tags.items()
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow UI: classic ML view
+
+
+def test_prepared_data_versions_name_the_covariate_rasters_when_prep_drew_on_them(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    for version in (1, 2):  # version 2 of every asset, rasters included; the run pins features and species to 1
+        generate_datastore(
+            root, sites=["everglades"], species=["Cygnus buccinator"], rows=400, raster_size=20, seed=version,
+            presence_only=["Cygnus buccinator"], version=version,
+        )  # fmt: skip
+    monkeypatch.setenv("BIODIV_DATA_ROOT", str(root))
+    instance = get_instance()
+    add_partition(instance, "everglades", "Cygnus buccinator")
+    features, species, rasters = "everglades-training-features", "everglades-training-species", "everglades-covariates"
+
+    def prepared_versions(background_from):
+        run_config = training_run_config(
+            ["prepared_data"], **TINY, background_from=background_from, background_points=100,
+            features_version=1, species_version=1,
+        )  # fmt: skip
+        dg.materialize(training_assets, selection=["prepared_data"], instance=instance, partition_key=PARTITION,
+                       resources={"step_launcher": LocalStepLauncher()}, run_config=run_config)  # fmt: skip
+        [record] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("prepared_data"), asset_partitions=[PARTITION]), limit=1
+        ).records
+        metadata = record.asset_materialization.metadata
+        return metadata["input_data_versions"].value, record.asset_materialization.tags["dagster/data_version"]
+
+    # Background cells from the rasters: their (latest) version is an input of the prepared data.
+    versions, data_version = prepared_versions("raster_cells")
+    assert versions == {features: 1, species: 1, rasters: 2}
+    assert data_version == f"{rasters}:2,{features}:1,{species}:1"
+    # Background from the feature rows: the rasters are not read, a new raster version changes nothing.
+    versions, data_version = prepared_versions("feature_rows")
+    assert versions == {features: 1, species: 1} and rasters not in data_version
