@@ -1,6 +1,5 @@
 """Heatmaps for the scores (matplotlib, Agg backend: no display, no seaborn)."""
 
-import os
 
 import numpy as np
 
@@ -134,6 +133,6 @@ def plot_surface(
         ax.set_ylabel("latitude" if geographic else "y")
         ax.set_title(title)
         fig.tight_layout()
-        fig.savefig(os.fspath(path), dpi=100)
+        figures.save(fig, path)
     finally:
         plt.close(fig)
