@@ -1,6 +1,5 @@
 """Heatmaps for the scores (matplotlib, Agg backend: no display, no seaborn)."""
 
-
 import numpy as np
 
 from biodiv_core.evaluation import figures
