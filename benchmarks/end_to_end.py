@@ -163,7 +163,17 @@ def daemon_backfill(parts: list[Partition], env: dict, timeout: float) -> dict:
 
     _instance_with_partitions(env, parts)
     # Polled from here, not from a fresh process per poll (each would import Dagster: CPU taken from the runs).
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
+    # config/dagster.yaml's storage names its folder as env DAGSTER_HOME (LockedSqliteStorage): resolve it for this
+    # home while the storage is built.
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    try:
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = saved
     keys = [str(partition_key(slugify(p.site, "site"), slugify(p.species))) for p in parts]
     log = open(Path(env["BIODIV_HOME"]) / "daemon.log", "w")  # noqa: SIM115
     start = time.perf_counter()
