@@ -41,22 +41,32 @@ def latest_record(
 RUN_RECORD_WINDOW = 50  # recent materializations of a partition searched for one run's
 
 
-def run_record(
-    instance: dg.DagsterInstance, asset: str, partition: str, run_id: str | None, window: int = RUN_RECORD_WINDOW
-) -> dg.EventLogRecord | None:
-    """The newest materialization of ``asset`` for ``partition`` made by run ``run_id`` (None if it made none).
+def run_records(
+    instance: dg.DagsterInstance, asset: str, partition: str, run_ids, window: int = RUN_RECORD_WINDOW
+) -> dict[str, dg.EventLogRecord]:
+    """The newest materialization of ``asset`` for ``partition`` made by each of ``run_ids`` (those that made one).
 
     What a run pairs with its own upstream output: the partition's latest may be another run's that ran at the same
     time (two `biodiv run`s of one partition). Read from the asset index (its storage ids are the ones the
-    registration sensor and STORAGE_ID_TAG use; SQLite's per-run event logs number their events apart).
+    registration sensor and STORAGE_ID_TAG use; SQLite's per-run event logs number their events apart), once for
+    all of ``run_ids``.
     """
-    if not run_id:
-        return None
+    wanted = {run_id for run_id in run_ids if run_id}
+    if not wanted:
+        return {}
     records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)])
+    newest: dict[str, dg.EventLogRecord] = {}
     for record in usable(instance, instance.fetch_materializations(records_filter, limit=window).records):
-        if record.run_id == run_id:
-            return record
-    return None
+        if record.run_id in wanted:
+            newest.setdefault(record.run_id, record)
+    return newest
+
+
+def run_record(
+    instance: dg.DagsterInstance, asset: str, partition: str, run_id: str | None, window: int = RUN_RECORD_WINDOW
+) -> dg.EventLogRecord | None:
+    """The newest materialization of ``asset`` for ``partition`` made by run ``run_id`` (None if it made none)."""
+    return run_records(instance, asset, partition, (run_id,), window).get(run_id) if run_id else None
 
 
 def matching_record(

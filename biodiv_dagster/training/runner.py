@@ -270,17 +270,13 @@ def _latest_metadata(
     instance: dg.DagsterInstance, asset: str, partition: str, run_ids: tuple[str | None, ...] | None = None
 ) -> dict[str, Any]:
     """The metadata of the latest materialization of ``asset`` for ``partition`` (of one of ``run_ids`` if given)."""
-    from biodiv_dagster.deployment.upstream import RUN_RECORD_WINDOW, metadata_values
+    from biodiv_dagster.deployment.upstream import metadata_values, run_records
 
-    records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition])
     if run_ids is not None:
-        # One read of the partition's recent materializations for all of ``run_ids`` (as upstream.run_record
-        # reads them for one), newest first: the first of any of those runs, in the order of ``run_ids``.
-        newest = {}
-        for record in usable_records(instance, records_filter, limit=RUN_RECORD_WINDOW):
-            newest.setdefault(record.run_id, record)
+        newest = run_records(instance, asset, partition, run_ids)  # one read for all of them
         records = [newest[run_id] for run_id in run_ids if run_id in newest]
     else:
+        records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition])
         records = usable_records(instance, records_filter, limit=1)
     if not records or records[0].asset_materialization is None:
         return {}
