@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -179,6 +180,24 @@ def test_the_daemon_fails_a_run_whose_worker_died_and_a_restarted_daemon_resumes
 PARTITION = "everglades|cygnus-buccinator"
 MODEL = "lgbm-everglades-cygnus-buccinator"
 
+# `biodiv run`'s train step waits, at its first MLflow run, until the test releases it: the UI's run has started by
+# then, so the two training runs overlap whatever the machine's speed (`dagster job launch` alone takes seconds).
+HOLD_IN_TRAIN = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+    if os.environ.get("BIODIV_TEST_HOLD_UNTIL"):
+        import biodiv_core.tracking as tracking
+        _note = tracking._note_run
+        def _held(run_id):
+            _note(run_id)
+            release, deadline = Path(os.environ["BIODIV_TEST_HOLD_UNTIL"]), time.monotonic() + 600
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        tracking._note_run = _held
+    """
+)
+
 
 def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_version_over_a_newer_one(tmp_path):
     """The UI path (daemon-launched training, the registration sensor's registration run) and the CLI path (in
@@ -195,6 +214,10 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
     home = Path(os.environ["DAGSTER_HOME"])
     (home / "dagster.yaml").write_text((settings.REPO_ROOT / "config" / "dagster.yaml").read_text())
     (tmp_path / "tmp").mkdir()
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "sitecustomize.py").write_text(HOLD_IN_TRAIN)
+    release = tmp_path / "release"
     tiny = {"BIODIV_MAX_EVALS": "1", "BIODIV_N_FOLDS": "2", "BIODIV_NUM_THREADS": "1"}
     env = {
         **os.environ,
@@ -210,7 +233,11 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
     try:
         cli = subprocess.Popen(
             biodiv_command(*run_args(store)),
-            env=env,
+            env={
+                **env,
+                "PYTHONPATH": os.pathsep.join([str(hold), env["PYTHONPATH"]]),
+                "BIODIV_TEST_HOLD_UNTIL": str(release),
+            },
             cwd=settings.REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -236,6 +263,14 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
                 }
             ),
         )
+
+        def ui_run_started() -> bool:
+            with dg.DagsterInstance.get() as instance:
+                run = instance.get_run_by_id(ui_run)
+                return run is not None and run.status != dg.DagsterRunStatus.QUEUED
+
+        _wait(ui_run_started, "the daemon to start the UI's run", log)
+        release.touch()
         out, err = cli.communicate(timeout=900)
         assert cli.returncode == 0, err[-3000:]
         summary = json.loads(out)
@@ -252,6 +287,7 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
 
         _wait(settled, "the daemon's training and registration runs to finish", log, timeout=900)
     finally:
+        release.touch()
         if cli is not None and cli.poll() is None:
             cli.kill()
         _stop(daemon, signal.SIGTERM)
