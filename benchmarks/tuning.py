@@ -15,8 +15,9 @@ random start-up phase, so ours and the baseline draw the same points).
 Times: CPU seconds of this process (robust to other processes on a shared machine; all work here is
 single-threaded unless --threads > 1) and wall seconds. Ratios use CPU time when --threads is 1, wall
 time otherwise (threads exist to cut wall time). LightGBM and hyperopt are imported before the clocks start.
+Ours and the floor run in ``--pairs`` alternating pairs; the figures are the median pair's.
 
-    python benchmarks/tuning.py --json [--rows 20000] [--evals 20] [--folds 5] [--threads 1]
+    python benchmarks/tuning.py --json [--rows 20000] [--evals 20] [--folds 5] [--threads 1] [--pairs 3]
 """
 
 import argparse
@@ -137,6 +138,7 @@ def main(argv=None) -> dict:
         help="the project's species-data generator (default) or sklearn make_classification",
     )
     parser.add_argument("--params", default=str(config_dir() / "lgbm_params.yml"))
+    parser.add_argument("--pairs", type=int, default=3, help="alternating ours/floor pairs (the median is reported)")
     parser.add_argument("--skip-baseline", action="store_true", help="only ours and the floor (quick check)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -152,11 +154,33 @@ def main(argv=None) -> dict:
     import hyperopt.tpe  # noqa: F401
     import lightgbm  # noqa: F401
 
-    with Clock() as ours_clock:
-        result = tune(x, y, config, n_folds=args.folds, max_evals=args.evals, seed=args.seed, num_threads=args.threads)
-    floor_data = FoldData(x, y, folds, config.binning_params())  # built before the floor's clock starts
-    with Clock() as floor_clock:
-        fits = floor_fits(floor_data, config, result.trials, args.seed)
+    # Ours and the floor alternate (ours-floor, floor-ours, ...): this VM's speed drifts by ~10% over minutes, so
+    # one ours-then-floor pair measured the drift as much as the tuner (1.14-1.25 in quiet runs of the same code).
+    # The figures are the median pair's; ours is deterministic, so every pair times the same trials.
+    floor_data = FoldData(x, y, folds, config.binning_params())  # built before the floor's clocks start
+
+    def time_ours():
+        with Clock() as clock:
+            run = tune(x, y, config, n_folds=args.folds, max_evals=args.evals, seed=args.seed, num_threads=args.threads)
+        return clock, run
+
+    def time_floor(trials):
+        with Clock() as clock:
+            fits = floor_fits(floor_data, config, trials, args.seed)
+        return clock, fits
+
+    pairs, result = [], None
+    for k in range(args.pairs):
+        if k % 2 == 0:
+            ours_clock, run = time_ours()
+            floor_clock, fits = time_floor(run.trials)
+        else:
+            floor_clock, fits = time_floor(result.trials)
+            ours_clock, run = time_ours()
+        if result is not None and [r["params"] for r in run.trials] != [r["params"] for r in result.trials]:
+            raise AssertionError("the tuner chose different trials in two pairs: the floor would not match them")
+        result = run
+        pairs.append({"ours": ours_clock, "floor": floor_clock})
     baseline_aucs, base_clock = [], None
     if not args.skip_baseline:
         with Clock() as base_clock:
@@ -166,6 +190,10 @@ def main(argv=None) -> dict:
 
     def t(clock):
         return getattr(clock, key)
+
+    ratios = [t(pair["ours"]) / t(pair["floor"]) for pair in pairs]
+    median = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]
+    ours_clock, floor_clock = median["ours"], median["floor"]
 
     out = {
         "rows": args.rows,
@@ -179,7 +207,8 @@ def main(argv=None) -> dict:
         "cv_auc_ours": round(result.best_cv_auc, 5),
         "cv_auc_baseline": round(max(baseline_aucs), 5) if baseline_aucs else None,
         "speedup_vs_baseline": round(t(base_clock) / t(ours_clock), 3) if base_clock else None,
-        "ratio_to_floor": round(t(ours_clock) / t(floor_clock), 3),
+        "ratio_to_floor": round(t(ours_clock) / t(floor_clock), 3),  # the median pair's
+        "pair_ratios_to_floor": [round(r, 3) for r in ratios],
         "ours_seconds": round(ours_clock.wall, 2),
         "ours_cpu_seconds": round(ours_clock.cpu, 2),
         "baseline_seconds": round(base_clock.wall, 2) if base_clock else None,

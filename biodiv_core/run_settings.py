@@ -124,11 +124,12 @@ class RunSettings:
         for f in dataclasses.fields(self):
             check_value(f.name, getattr(self, f.name), f.metadata)
 
-    def threads(self) -> int:
-        """LightGBM threads per step: the setting, or the CPU budget when it is 0."""
+    def threads(self, concurrent_runs: int = MAX_CONCURRENT_RUNS) -> int:
+        """LightGBM threads per step: the setting, or when it is 0 the CPU budget of one of ``concurrent_runs``
+        (by default the daemon's maximum, config/dagster.yaml)."""
         from biodiv_core.threads import cpu_budget
 
-        return self.num_threads or cpu_budget(MAX_CONCURRENT_RUNS)
+        return self.num_threads or cpu_budget(concurrent_runs)
 
     def replace(self, **overrides: Any) -> RunSettings:
         """These settings with ``overrides`` (None values keep the current value)."""

@@ -116,13 +116,13 @@ def lone_run_threads(instance, settings: dict) -> dict:
     import dagster as dg
 
     from biodiv_core.run_settings import load_run_settings
-    from biodiv_core.threads import cpu_budget
 
-    if settings.get("num_threads") is not None or load_run_settings().num_threads:
+    resolved = load_run_settings(settings)
+    if resolved.num_threads:  # set by a flag, config/run.yml or BIODIV_NUM_THREADS: kept as it is
         return settings
     in_progress = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
     running = len(instance.get_run_ids(filters=dg.RunsFilter(statuses=list(in_progress))))
-    return {**settings, "num_threads": cpu_budget(running + 1)}
+    return {**settings, "num_threads": resolved.threads(concurrent_runs=running + 1)}
 
 
 def _quiet_terminal() -> None:
