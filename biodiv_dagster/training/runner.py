@@ -64,6 +64,12 @@ AFTER_TRAINING_IMPORTS = (
     "biodiv_core.serving.habitat",
     "biodiv_core.serving.batch_scoring",
 )
+# Imported by the caller before the thread starts: the Dagster instance's storage, which the caller opens next, and
+# MLflow's SQL stores both import SQLAlchemy and alembic, and two threads importing alembic's circular modules at
+# once can leave one with a partially initialized module: under a profiler, which shifts the timing, `biodiv run` on a
+# fresh home died of "cannot import name '_ProxyTransaction' from partially initialized module
+# 'alembic.runtime.migration'" while it opened the instance.
+IMPORTED_BEFORE_THE_THREAD = ("biodiv_dagster.instance_storage",)
 _importing: list[threading.Thread] = []  # the one background import of this process
 
 
@@ -72,6 +78,8 @@ def import_in_background(names=AFTER_TRAINING_IMPORTS) -> threading.Thread:
     waits for them, so what the registration and map runs import afterwards comes off the wall of `biodiv run`."""
     if _importing:
         return _importing[0]
+    for name in IMPORTED_BEFORE_THE_THREAD:
+        importlib.import_module(name)
 
     def work() -> None:
         for name in names:
