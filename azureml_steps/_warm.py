@@ -235,7 +235,17 @@ def _supervise(conn: socket.socket) -> int:
             os.kill(pid, int(message["signal"]))
 
 
+_in_fork = False  # set in a warm fork, which ends through os._exit (below) once its module has run
+
+
+def in_fork() -> bool:
+    """True in a process forked from a warm server to run a step or command (it must not run the server's exit)."""
+    return _in_fork
+
+
 def _become_step(request: dict, fds: list[int]) -> None:
+    global _in_fork
+    _in_fork = True
     code = 1
     try:
         for target, fd in enumerate(fds):

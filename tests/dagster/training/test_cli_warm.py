@@ -67,3 +67,26 @@ def test_a_user_error_in_the_warm_fork_is_one_line_and_exit_2(warm_env):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Nobody here" in lines[0], err
     assert "Traceback" not in err and out == ""
+
+
+def test_a_run_in_its_own_process_ends_with_its_exit_code_after_its_atexit_work(tmp_path):
+    """No warm server: the run goes in this process, which ends by os._exit after its atexit handlers (no
+    interpreter teardown). One of those handlers starts the warm run server for the next run: it must be up."""
+    root = tmp_path / "data"
+    generate_datastore(root, sites=["everglades"], species=["Cygnus buccinator"], rows=500, seed=4)
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "BIODIV_DATA_ROOT": str(root)}
+    Path(env["TMPDIR"]).mkdir()
+    code = "from biodiv_dagster.launcher import warm; print(warm.socket_path('run'))"
+    socket_path = Path(subprocess.run([*CLI[:1], "-c", code], env=env, capture_output=True, text=True).stdout.strip())
+    assert not socket_path.exists()
+    client = _biodiv(env, *RUN, "--json")
+    out, err = client.communicate(timeout=600)
+    assert client.returncode == 0, err[-3000:]
+    [line] = out.strip().splitlines()
+    assert json.loads(line)["deployed"] is True
+    pid_file = socket_path.with_suffix(".pid")
+    assert pid_file.exists()  # written by the detached server before the atexit handler returned
+    os.kill(int(pid_file.read_text()), 15)
+    bad = _biodiv(env, "run", "--site", "nowhere", "--species", "Cygnus buccinator")
+    _, err = bad.communicate(timeout=300)
+    assert bad.returncode == 2 and err.strip().startswith("error:") and "Traceback" not in err
