@@ -173,6 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _use_data_root(args.data_root)
     check_inputs(args.site, args.species)  # names and data first: the cheapest checks, and the likeliest mistakes
+    from biodiv_dagster.launcher import warm
+
+    warm.start()  # a cold step server imports while preflight and the instance get ready, not while prep waits
     import_in_background()  # from here on the process mostly waits (preflight, the steps)
     quiet = _step_output(args.verbose)
     preflight()
