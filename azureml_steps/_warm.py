@@ -279,12 +279,19 @@ def _become_step(request: dict, fds: list[int]) -> None:
 
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Flush sys.stdout and sys.stderr, then os._exit(code): no interpreter teardown. As at CPython's own exit, a
+    stdout that cannot be flushed (a full disk, a closed pipe) turns a 0 into 120: the output is incomplete."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            if stream is sys.stdout and code == 0:
+                code = 120
+    os._exit(code)
 
 
 # --------------------------------------------------------------------------- client side

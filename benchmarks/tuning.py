@@ -138,10 +138,14 @@ def main(argv=None) -> dict:
         help="the project's species-data generator (default) or sklearn make_classification",
     )
     parser.add_argument("--params", default=str(config_dir() / "lgbm_params.yml"))
-    parser.add_argument("--pairs", type=int, default=3, help="alternating ours/floor pairs (the median is reported)")
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="alternating ours/floor pairs, at least 1 (the median pair is reported)"
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="only ours and the floor (quick check)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     warnings.filterwarnings("ignore")
 
     x, y = (generated_data if args.data == "generator" else make_data)(args.rows, args.features, args.seed)
@@ -192,7 +196,7 @@ def main(argv=None) -> dict:
         return getattr(clock, key)
 
     ratios = [t(pair["ours"]) / t(pair["floor"]) for pair in pairs]
-    median = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]
+    median = pairs[sorted(range(len(pairs)), key=ratios.__getitem__)[len(pairs) // 2]]  # the upper one of an even count
     ours_clock, floor_clock = median["ours"], median["floor"]
 
     out = {

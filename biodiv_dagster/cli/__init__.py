@@ -99,25 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_without_teardown(code: int) -> None:
-    """End `biodiv run`/`main` as their warm fork ends (azureml_steps._warm): threads joined, atexit handlers run,
-    streams flushed, then os._exit. The interpreter's teardown after them frees every module and object of Dagster,
-    MLflow, LightGBM, pandas and scikit-learn one by one: 1.3-1.7 s of wall on this VM, after the output is final.
-    A warm fork is left to its server's own exit, which runs none of the server's atexit handlers."""
+    """End `biodiv run`/`main` as their warm fork ends (azureml_steps._warm.exit_now), after what an interpreter's
+    exit does first: threads joined, atexit handlers run. The teardown skipped frees every module and object of
+    Dagster, MLflow, LightGBM, pandas and scikit-learn one by one: 1.3-1.7 s of wall on this VM, after the output is
+    final. Not in a warm fork, which its server ends without running the server's atexit handlers, nor under a
+    profiler or tracer, which write their results at the interpreter's exit."""
     import atexit
     import threading
 
     from azureml_steps import _warm
 
-    if _warm.in_fork():
+    if _warm.in_fork() or sys.getprofile() is not None or sys.gettrace() is not None:
         return
     threading._shutdown()  # what the interpreter does first: executors' exit hooks, then non-daemon threads joined
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    _warm.exit_now(code)
 
 
 if __name__ == "__main__":

@@ -176,9 +176,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from biodiv_dagster.launcher import warm
 
     warm.start()  # a cold step server imports while preflight and the instance get ready, not while prep waits
-    import_in_background()  # from here on the process mostly waits (preflight, the steps)
     quiet = _step_output(args.verbose)
-    preflight()
+    preflight()  # may import LightGBM (a changed lgbm_params.yml) or MLflow (a store other than SQLite) itself
+    import_in_background()  # from here on the process mostly waits for the steps
     # With --json, stdout carries exactly one JSON object: anything else (steps, libraries) goes to stderr.
     with _stdout_to_stderr(args.json):
         instance = open_instance()
@@ -242,7 +242,6 @@ def cmd_main(args: argparse.Namespace) -> int:
     from biodiv_dagster.partitions import partition_key
     from biodiv_dagster.training.preflight import preflight
     from biodiv_dagster.training.runner import (
-        import_in_background,
         latest_storage_id,
         map_new_deployments,
         partition_summary,
@@ -271,7 +270,6 @@ def cmd_main(args: argparse.Namespace) -> int:
     before = latest_storage_id(instance, "deployable_model")
     before_deployment = latest_storage_id(instance, "batch_deployment")
     options = _settings(args)
-    import_in_background()  # the workers are spawned, not forked: no import lock crosses into them
     failures = _train_all([(site, species) for _, site, _, species in pairs], options, args.parallel, quiet)
     keys = {str(partition_key(a, b)) for a, _, b, _ in pairs}
     print("registering, deploying and mapping the new models ...", flush=True)
@@ -305,8 +303,10 @@ def _train_all(pairs: list[tuple[str, str]], options: dict, parallel: int, quiet
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from biodiv_core.tracking import ensure_experiment
+    from biodiv_dagster.training.runner import import_in_background
 
     ensure_experiment()  # create the MLflow store once, before workers race to migrate it
+    import_in_background()  # after MLflow's import here; the workers are spawned: no import lock crosses into them
     failures = []
     print(f"training {len(pairs)} partitions through Dagster, {max(1, parallel)} at a time ...", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -68,7 +68,7 @@ def start(kind: str = "step") -> str | None:
             with open(path.removesuffix(".sock") + ".log", "w") as log:
                 command = [sys.executable, "-m", "azureml_steps._warm", "serve", "--socket", path, "--detach"]
                 command += ["--idle-seconds", str(IDLE_SECONDS), "--kind", kind]
-                # Returns once the daemon has forked off and written its pid; its imports go on meanwhile.
+                # Returns once the daemon has forked off; it writes its pid and imports meanwhile.
                 subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
     return path
 

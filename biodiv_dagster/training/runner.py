@@ -94,6 +94,14 @@ def import_in_background(names=AFTER_TRAINING_IMPORTS) -> threading.Thread:
     return thread
 
 
+def background_imports_done() -> None:
+    """Wait for the background import, before this thread imports the same libraries (registration, maps): two
+    threads importing one package at once is what `IMPORTED_BEFORE_THE_THREAD` avoids for the instance. It has
+    usually finished long before, while the training run worked."""
+    if _importing:
+        _importing[0].join()
+
+
 def check_inputs(site: str, species: str, data_root=None) -> None:
     """Fail fast, before any run or partition exists, on names or data that cannot work (clear BiodivError)."""
     from biodiv_core.data import datastore
@@ -154,6 +162,7 @@ def train_partition(
     )
     if not result.success:
         # A full or read-only disk: the steps that finished before it must not stay the partition's latest.
+        background_imports_done()  # the retraction imports MLflow here
         retract_and_withdraw(instance, result.run_id)
         raise RunFailedError(f"Training {site} x {species} failed in {failure_message(result)}")
     return result
@@ -194,6 +203,7 @@ def map_new_deployments(
 
 def _run_requests(instance, job: str, requests_after, after_storage_id, partitions, quiet: bool) -> list[str]:
     """Execute in process every run a sensor (``requests_after(instance, cursor)``) would request."""
+    background_imports_done()
     cursor = str(after_storage_id) if after_storage_id is not None else None
     run_ids = []
     while True:
@@ -233,6 +243,7 @@ def register_model(instance: dg.DagsterInstance, record: dg.EventLogRecord, quie
     """Register (and gate, deploy) exactly the model of the deployable_model event ``record``; its run id."""
     from biodiv_dagster.deployment.sensor import registration_request
 
+    background_imports_done()
     run = instance.get_run_by_id(record.run_id) if record.run_id else None
     return _register(instance, registration_request(record, run), quiet)
 

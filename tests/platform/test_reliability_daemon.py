@@ -264,10 +264,10 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
             ),
         )
 
-        def ui_run_started() -> bool:
+        def ui_run_started() -> bool:  # its start_time is set (STARTED), not only dequeued (STARTING)
             with dg.DagsterInstance.get() as instance:
-                run = instance.get_run_by_id(ui_run)
-                return run is not None and run.status != dg.DagsterRunStatus.QUEUED
+                record = instance.get_run_record_by_id(ui_run)
+                return record is not None and record.start_time is not None
 
         _wait(ui_run_started, "the daemon to start the UI's run", log)
         release.touch()
