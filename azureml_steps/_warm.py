@@ -29,6 +29,7 @@ import struct
 import sys
 import time
 
+from azureml_steps import _exit
 from azureml_steps._profile import PROFILE_ENV, cpu_profile
 
 # Third-party modules imported once by a server, shared copy-on-write by its forks: one server kind for steps,
@@ -235,17 +236,8 @@ def _supervise(conn: socket.socket) -> int:
             os.kill(pid, int(message["signal"]))
 
 
-_in_fork = False  # set in a warm fork, which ends through os._exit (below) once its module has run
-
-
-def in_fork() -> bool:
-    """True in a process forked from a warm server to run a step or command (it must not run the server's exit)."""
-    return _in_fork
-
-
 def _become_step(request: dict, fds: list[int]) -> None:
-    global _in_fork
-    _in_fork = True
+    _exit.mark_fork()
     code = 1
     try:
         for target, fd in enumerate(fds):
@@ -279,19 +271,7 @@ def _become_step(request: dict, fds: list[int]) -> None:
 
         traceback.print_exc()
     finally:
-        exit_now(code)
-
-
-def exit_now(code: int) -> None:
-    """Flush sys.stdout and sys.stderr, then os._exit(code): no interpreter teardown. As at CPython's own exit, a
-    stdout that cannot be flushed (a full disk, a closed pipe) turns a 0 into 120: the output is incomplete."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            if stream is sys.stdout and code == 0:
-                code = 120
-    os._exit(code)
+        _exit.exit_now(code)
 
 
 # --------------------------------------------------------------------------- client side

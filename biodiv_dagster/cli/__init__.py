@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_without_teardown(code: int) -> None:
-    """End `biodiv run`/`main` as their warm fork ends (azureml_steps._warm.exit_now), after what an interpreter's
+    """End `biodiv run`/`main` as their warm fork ends (azureml_steps._exit), after what an interpreter's
     exit does first: threads joined, atexit handlers run. The teardown skipped frees every module and object of
     Dagster, MLflow, LightGBM, pandas and scikit-learn one by one: 1.3-1.7 s of wall on this VM, after the output is
     final. Not in a warm fork, which its server ends without running the server's atexit handlers, nor under a
@@ -107,13 +107,13 @@ def _exit_without_teardown(code: int) -> None:
     import atexit
     import threading
 
-    from azureml_steps import _warm
+    from azureml_steps import _exit
 
-    if _warm.in_fork() or sys.getprofile() is not None or sys.gettrace() is not None:
+    if _exit.in_fork() or sys.getprofile() is not None or sys.gettrace() is not None:
         return
     threading._shutdown()  # what the interpreter does first: executors' exit hooks, then non-daemon threads joined
     atexit._run_exitfuncs()
-    _warm.exit_now(code)
+    _exit.exit_now(code)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ AFTER_TRAINING_IMPORTS = (
 # once can leave one with a partially initialized module: under a profiler, which shifts the timing, `biodiv run` on a
 # fresh home died of "cannot import name '_ProxyTransaction' from partially initialized module
 # 'alembic.runtime.migration'" while it opened the instance.
-IMPORTED_BEFORE_THE_THREAD = ("biodiv_dagster.instance_storage",)
+# SQLAlchemy's ORM too: importing it registers inspection hooks that the instance's queries call at once, so with the
+# ORM half-imported by the thread, a query in this one failed on "partially initialized module 'sqlalchemy.orm.exc'".
+IMPORTED_BEFORE_THE_THREAD = ("biodiv_dagster.instance_storage", "sqlalchemy.orm", "sqlalchemy.ext.mutable")
 _importing: list[threading.Thread] = []  # the one background import of this process
 
 

@@ -137,9 +137,9 @@ def test_an_unflushable_stdout_turns_success_into_120_as_python_does(monkeypatch
 
 
 def test_a_warm_fork_is_left_to_its_server_and_a_profiler_gets_the_normal_exit(monkeypatch):
-    from azureml_steps import _warm
+    from azureml_steps import _exit
 
-    monkeypatch.setattr(_warm, "_in_fork", True)
+    monkeypatch.setattr(_exit, "_in_fork", True)
     assert _exit_with(monkeypatch, 0) == []
-    monkeypatch.setattr(_warm, "_in_fork", False)
+    monkeypatch.setattr(_exit, "_in_fork", False)
     assert _exit_with(monkeypatch, 0, profiler=object()) == []  # a profiler writes its results at the normal exit
