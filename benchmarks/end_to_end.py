@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from _util import REPO, emit, machine, rounded, run_with_rusage, state_env, warm_servers
 
@@ -165,15 +166,8 @@ def daemon_backfill(parts: list[Partition], env: dict, timeout: float) -> dict:
     # Polled from here, not from a fresh process per poll (each would import Dagster: CPU taken from the runs).
     # config/dagster.yaml's storage names its folder as env DAGSTER_HOME (LockedSqliteStorage): resolve it for this
     # home while the storage is built.
-    saved = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
-    try:
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": env["DAGSTER_HOME"]}):
         instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
-    finally:
-        if saved is None:
-            os.environ.pop("DAGSTER_HOME")
-        else:
-            os.environ["DAGSTER_HOME"] = saved
     keys = [str(partition_key(slugify(p.site, "site"), slugify(p.species))) for p in parts]
     log = open(Path(env["BIODIV_HOME"]) / "daemon.log", "w")  # noqa: SIM115
     start = time.perf_counter()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from cli_process import biodiv, biodiv_command, run_args
+from train_step_hold import hold_folder
 
 from biodiv_core import settings
 from biodiv_core.data.generate import generate_datastore
@@ -97,22 +97,6 @@ def test_two_runs_of_one_partition_at_once_each_report_and_register_their_own_mo
     assert requests == []
 
 
-HANG_IN_TRAIN = textwrap.dedent(
-    """
-    import os, time
-    from pathlib import Path
-    if os.environ.get("BIODIV_TEST_FAULT") == "hang_in_train":  # the first MLflow run a step starts: train's
-        import biodiv_core.tracking as tracking
-        _note = tracking._note_run
-        def _noted(run_id):
-            _note(run_id)
-            Path(os.environ["BIODIV_TEST_FAULT_MARKER"]).write_text(f"{os.getpid()} {run_id}")
-            time.sleep(600)
-        tracking._note_run = _noted
-    """
-)
-
-
 def _wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,14 +120,11 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("warm", ["1", "0"], ids=["warm_step", "plain_step"])
 def test_sigkill_of_biodiv_run_takes_its_step_down_and_the_next_start_fails_the_run(store, tmp_path, warm):
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    (faults / "sitecustomize.py").write_text(HANG_IN_TRAIN)
     marker = tmp_path / "marker"
     env = {
-        "PYTHONPATH": f"{faults}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "BIODIV_TEST_FAULT": "hang_in_train",
-        "BIODIV_TEST_FAULT_MARKER": str(marker),
+        "PYTHONPATH": f"{hold_folder(tmp_path)}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "BIODIV_TEST_HOLD": "1",  # the train step, until the test kills `biodiv run`
+        "BIODIV_TEST_HOLD_MARKER": str(marker),
         "BIODIV_WARM_STEPS": warm,
     }
     process = _popen(run_args(store), env=env)

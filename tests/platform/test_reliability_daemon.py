@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from train_step_hold import hold_folder
 
 from biodiv_core import settings
 from biodiv_dagster.run_launcher import WORKER_TAG
@@ -180,24 +180,6 @@ def test_the_daemon_fails_a_run_whose_worker_died_and_a_restarted_daemon_resumes
 PARTITION = "everglades|cygnus-buccinator"
 MODEL = "lgbm-everglades-cygnus-buccinator"
 
-# `biodiv run`'s train step waits, at its first MLflow run, until the test releases it: the UI's run has started by
-# then, so the two training runs overlap whatever the machine's speed (`dagster job launch` alone takes seconds).
-HOLD_IN_TRAIN = textwrap.dedent(
-    """
-    import os, time
-    from pathlib import Path
-    if os.environ.get("BIODIV_TEST_HOLD_UNTIL"):
-        import biodiv_core.tracking as tracking
-        _note = tracking._note_run
-        def _held(run_id):
-            _note(run_id)
-            release, deadline = Path(os.environ["BIODIV_TEST_HOLD_UNTIL"]), time.monotonic() + 600
-            while not release.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        tracking._note_run = _held
-    """
-)
-
 
 def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_version_over_a_newer_one(tmp_path):
     """The UI path (daemon-launched training, the registration sensor's registration run) and the CLI path (in
@@ -214,9 +196,9 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
     home = Path(os.environ["DAGSTER_HOME"])
     (home / "dagster.yaml").write_text((settings.REPO_ROOT / "config" / "dagster.yaml").read_text())
     (tmp_path / "tmp").mkdir()
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    (hold / "sitecustomize.py").write_text(HOLD_IN_TRAIN)
+    # `biodiv run`'s train step waits until the UI's run has started: the two training runs overlap whatever the
+    # machine's speed (`dagster job launch` alone takes seconds).
+    hold = hold_folder(tmp_path)
     release = tmp_path / "release"
     tiny = {"BIODIV_MAX_EVALS": "1", "BIODIV_N_FOLDS": "2", "BIODIV_NUM_THREADS": "1"}
     env = {
@@ -236,6 +218,7 @@ def test_a_daemon_run_and_a_biodiv_run_of_one_partition_never_deploy_an_older_ve
             env={
                 **env,
                 "PYTHONPATH": os.pathsep.join([str(hold), env["PYTHONPATH"]]),
+                "BIODIV_TEST_HOLD": "1",
                 "BIODIV_TEST_HOLD_UNTIL": str(release),
             },
             cwd=settings.REPO_ROOT,
