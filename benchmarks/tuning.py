@@ -33,8 +33,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from biodiv_core.settings import config_dir  # noqa: E402
+from biodiv_core.training.cross_validation import FoldData, stratified_folds  # noqa: E402
 from biodiv_core.training.params import load_params  # noqa: E402
-from biodiv_core.training.tuning import FoldData, stratified_folds, tune  # noqa: E402
+from biodiv_core.training.tuning import tune  # noqa: E402
 
 
 def make_data(rows: int, n_features: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

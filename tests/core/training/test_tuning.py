@@ -6,9 +6,10 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import roc_auc_score
 
 from biodiv_core.errors import DataContractError
+from biodiv_core.training.cross_validation import FoldData, cross_validate, stratified_folds
 from biodiv_core.training.model import fit_model, predict_proba
 from biodiv_core.training.params import parse_params
-from biodiv_core.training.tuning import FoldData, cross_validate, stratified_folds, tune
+from biodiv_core.training.tuning import tune
 
 SPACE = {
     "learning_rate": {"distribution": "loguniform", "low": 0.05, "high": 0.3},
@@ -73,15 +74,24 @@ def test_cv_matches_lightgbm_cv_on_the_same_folds(config, data):
     folds = stratified_folds(y, 3, seed=0)
     fold_data = FoldData(x, y, folds, config.binning_params())
     params = {**config.params_from_sample({k: config.initial[k] for k in SPACE}), "seed": 0, "deterministic": True}
-    ours = cross_validate(params, fold_data, 40, patience=40, prune=False)
     reference = lgb.cv(
         {**params, "metric": "auc", "num_threads": 1, "verbosity": -1, "feature_pre_filter": False},
         lgb.Dataset(x.assign(cover=x["cover"].astype("category")), y, params={"max_bin": 63}),
-        num_boost_round=40,
+        num_boost_round=42,
         folds=folds,
     )["valid auc-mean"]
-    assert ours.auc == pytest.approx(max(reference), abs=1e-9)
-    assert ours.best_rounds == int(np.argmax(reference)) + 1
+    every_round = cross_validate(params, fold_data, 42, patience=42, prune=False, every=1)
+    assert every_round.auc == pytest.approx(max(reference), abs=1e-9)
+    assert every_round.best_rounds == int(np.argmax(reference)) + 1
+
+    # By default the AUC is read every patience // 10 rounds (here 4) and after the last round: the best of those.
+    ours = cross_validate(params, fold_data, 42, patience=42, prune=False)
+    read = [*range(4, 42, 4), 42]
+    assert int(np.argmax(reference)) + 1 not in read  # else the two would not differ
+    assert ours.auc == pytest.approx(max(reference[r - 1] for r in read), abs=1e-9)
+    assert ours.auc < every_round.auc
+    assert ours.best_rounds == max(read, key=lambda r: reference[r - 1])
+    assert ours.rounds_trained == 42
 
 
 def test_early_stopping_and_pruning_train_fewer_rounds(config, data):
@@ -92,6 +102,19 @@ def test_early_stopping_and_pruning_train_fewer_rounds(config, data):
     assert stopped.rounds_trained == stopped.best_rounds + 10 < 300
     pruned = cross_validate(params, fold_data, 300, patience=10, incumbent=0.9999, prune=True)
     assert pruned.pruned and pruned.rounds_trained <= stopped.rounds_trained
+
+    # Patience 30: the AUC is read every 3 rounds; the stop comes 30 rounds after the best reading, the same with
+    # the folds in parallel threads (trained in chunks of readings).
+    strided = cross_validate(params, fold_data, 300, patience=30, prune=False)
+    assert strided.best_rounds % 3 == 0 and strided.rounds_trained == strided.best_rounds + 30 < 300
+    threaded = cross_validate(params, fold_data, 300, patience=30, prune=False, num_threads=2)
+    assert (threaded.auc, threaded.best_rounds, threaded.rounds_trained) == (
+        strided.auc,
+        strided.best_rounds,
+        strided.rounds_trained,
+    )
+    pruned = cross_validate(params, fold_data, 300, patience=30, incumbent=0.9999, prune=True)
+    assert pruned.pruned and pruned.rounds_trained % 3 == 0 and pruned.rounds_trained <= strided.rounds_trained
 
 
 def test_too_few_rows_of_a_class_for_the_folds(config, data):
