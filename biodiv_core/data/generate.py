@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -159,25 +160,42 @@ def generate_datastore(
 
     root = Path(root)
     summary: dict = {"root": str(root), "version": version, "rows": rows, "gold_rows": gold_rows, "sites": {}}
-    n_extra = max(0, n_covariates - 1 - len(NUMERIC_COVARIATES))
+    options = _SiteOptions(
+        rows=rows,
+        seed=seed,
+        version=version,
+        fmt=fmt,
+        n_covariates=n_covariates,
+        gold_rows=gold_rows,
+        parts=parts,
+        if_exists=if_exists,
+        raster_size=raster_size,
+        presence_only=frozenset(presence_only),
+    )
     for site in sites:
-        summary["sites"][site] = _generate_site(
-            root,
-            site,
-            species,
-            rows,
-            seed,
-            version,
-            fmt,
-            n_covariates,
-            n_extra,
-            gold_rows,
-            parts,
-            if_exists,
-            raster_size,
-            presence_only,
-        )
+        summary["sites"][site] = _generate_site(root, site, species, options)
     return summary
+
+
+@dataclass(frozen=True)
+class _SiteOptions:
+    """What every site of one `generate_datastore` call is written with (validated there)."""
+
+    rows: int
+    seed: int
+    version: int
+    fmt: str
+    n_covariates: int
+    gold_rows: int
+    parts: int
+    if_exists: str
+    raster_size: int
+    presence_only: frozenset[str]
+
+    @property
+    def n_extra(self) -> int:
+        """Latent extra covariates beyond the named ones (and the categorical)."""
+        return max(0, self.n_covariates - 1 - len(NUMERIC_COVARIATES))
 
 
 def _point_values(land, grid, u, v, coordinates, rng, n_covariates):
@@ -191,71 +209,56 @@ def _point_values(land, grid, u, v, coordinates, rng, n_covariates):
     return {k: values[index] for k, values in cells.items()}, cells
 
 
-def _generate_site(
-    root,
-    site,
-    species,
-    rows,
-    seed,
-    version,
-    fmt,
-    n_covariates,
-    n_extra,
-    gold_rows,
-    parts,
-    if_exists,
-    raster_size,
-    presence_only=frozenset(),
-):
+def _generate_site(root: Path, site: str, species: Sequence[str], options: _SiteOptions) -> dict:
     targets = {
-        "features": root / features_asset_name(site) / str(version),
-        "species": root / species_asset_name(site) / str(version),
-        "truth": root / truth_asset_name(site) / str(version),
+        "features": root / features_asset_name(site) / str(options.version),
+        "species": root / species_asset_name(site) / str(options.version),
+        "truth": root / truth_asset_name(site) / str(options.version),
     }
-    if raster_size:
-        targets["covariates"] = root / covariates_asset_name(site) / str(version)
+    if options.raster_size:
+        targets["covariates"] = root / covariates_asset_name(site) / str(options.version)
     info: dict = {kind: str(folder) for kind, folder in targets.items()} | {"species": {}}
-    if not _claim_targets(list(targets.values()), if_exists):
+    if not _claim_targets(list(targets.values()), options.if_exists):
         info["skipped"] = True
         return info
 
-    land = make_landscape(site, seed, n_extra)
-    reference_rng = np.random.default_rng([seed, name_key(site), 4])
+    land = make_landscape(site, options.seed, options.n_extra)
+    reference_rng = np.random.default_rng([options.seed, name_key(site), 4])
     reference = covariates_at(land, *sample_points(land, REFERENCE_ROWS, reference_rng), reference_rng)
-    reference = select_covariates(reference, n_covariates)
+    reference = select_covariates(reference, options.n_covariates)
 
-    rng = np.random.default_rng([seed, name_key(site), 5])
-    u, v = sample_points(land, rows, rng)
+    rng = np.random.default_rng([options.seed, name_key(site), 5])
+    u, v = sample_points(land, options.rows, rng)
     p = land.profile
     latitude = np.round(p.lat[0] + v * (p.lat[1] - p.lat[0]), 5)
     longitude = np.round(p.lon[0] + u * (p.lon[1] - p.lon[0]), 5)
-    grid = SampleGrid(raster_size, land.profile) if raster_size else None
-    values, cells = _point_values(land, grid, u, v, (longitude, latitude), rng, n_covariates)
+    grid = SampleGrid(options.raster_size, land.profile) if options.raster_size else None
+    values, cells = _point_values(land, grid, u, v, (longitude, latitude), rng, options.n_covariates)
     # GBIF ids: unique, increasing with gaps, int64 (larger than int32 to catch narrowing bugs).
-    ids = 3_000_000_000 + np.cumsum(rng.integers(1, 5000, rows, dtype=np.int64))
+    ids = 3_000_000_000 + np.cumsum(rng.integers(1, 5000, options.rows, dtype=np.int64))
 
     numeric = [k for k in values if k != CATEGORICAL_COVARIATE]
     columns = {"gbifID": ids, "decimalLatitude": latitude, "decimalLongitude": longitude}
     columns |= {k: values[k] for k in numeric}
     cover = pa.DictionaryArray.from_arrays(pa.array(values[CATEGORICAL_COVARIATE]), pa.array(LAND_COVER))
     features = pa.table(columns | {CATEGORICAL_COVARIATE: cover.cast(pa.string())})
-    info |= {"rows": rows, "covariates": numeric + [CATEGORICAL_COVARIATE]}
+    info |= {"rows": options.rows, "covariates": numeric + [CATEGORICAL_COVARIATE]}
 
     with ExitStack() as folders:
         tmp = {kind: folders.enter_context(atomic_output_dir(folder)) for kind, folder in targets.items()}
         features_tmp, species_tmp, truth_tmp = tmp["features"], tmp["species"], tmp["truth"]
-        written = _write_features(features, features_tmp, slugify(site, "site"), fmt, parts)
+        written = _write_features(features, features_tmp, slugify(site, "site"), options.fmt, options.parts)
         if grid is not None:
             rasters = write_covariate_rasters(tmp["covariates"], grid, cells)
             info["covariate_rasters"] = [str(targets["covariates"] / p.name) for p in rasters]
         info["feature_files"] = [str(targets["features"] / f.name) for f in written]
         for name in species:
-            niche = make_niche(site, name, seed, reference, numeric)
+            niche = make_niche(site, name, options.seed, reference, numeric)
             probability = niche.probability(values)
-            sp_rng = np.random.default_rng([seed, name_key(site), name_key(name.lower()), 6])
-            present = sp_rng.random(rows) < probability
-            gold = np.sort(sp_rng.choice(rows, size=gold_rows, replace=False))
-            if name in presence_only:  # the same draw, absences left out: presences sampled from the truth
+            sp_rng = np.random.default_rng([options.seed, name_key(site), name_key(name.lower()), 6])
+            present = sp_rng.random(options.rows) < probability
+            gold = np.sort(sp_rng.choice(options.rows, size=options.gold_rows, replace=False))
+            if name in options.presence_only:  # the same draw, absences left out: presences sampled from the truth
                 gold = gold[present[gold]]
             status = np.where(present[gold], "PRESENT", "ABSENT")
             gold_table = pa.table(
@@ -279,7 +282,7 @@ def _generate_site(
                 "truth_file": str(targets["truth"] / f"{species_stem(name)}_truth.csv"),
                 "n_present": n_present,
                 "n_absent": len(gold) - n_present,
-                "presence_only": name in presence_only,
+                "presence_only": name in options.presence_only,
                 "niche": sorted(niche.linear) + [niche.quadratic[0], CATEGORICAL_COVARIATE],
             }
     return info
