@@ -6,8 +6,9 @@
   default of all cores thrashes on this shared machine, DESIGN section 9, and would make the baseline
   look worse than it is).
 - floor: the same number of plain ``lgb.train`` fits as ours (every trial x fold it trained, with the trial's
-  params and the rounds our tuner trained), on fold Datasets built beforehand, no validation set: the training
-  work any tuner making the same decisions cannot avoid.
+  params and the rounds our tuner trained), on fold Datasets built beforehand, no validation set, each booster
+  kept as trained (no model_to_string round-trip): the training work any tuner making the same decisions cannot
+  avoid.
 All three use the same data, the same stratified folds, the same search space (config/lgbm_params.yml)
 and the same number of evaluations (hyperopt seeded identically; with max_evals <= 20 TPE is still in its
 random start-up phase, so ours and the baseline draw the same points).
