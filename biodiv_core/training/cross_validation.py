@@ -7,12 +7,13 @@ What makes a trial fast (measured in benchmarks/tuning.py):
 - the folds train interleaved and stop together when the mean validation AUC has not improved for
   ``patience`` rounds (lgb.cv-style early stopping, without re-slicing the data per trial); the best round
   count becomes ``num_boost_round`` of the best parameters;
-- the validation AUC is read every `eval_every` rounds (patience // 10: ten readings within the patience
-  window; 1 to 5 rounds), not after every round. Each reading is LightGBM's sort of the validation rows,
-  ~0.3 ms at 4,000 rows right after a boosting round: read every round it was 8% of the tuner's CPU on the
-  20k-row partition (1.55-1.66 s of ~19 s). Reading on the grid cut the tuner's ratio to its floor from
-  1.17-1.18 to 1.08-1.10 (benchmarks/tuning.py, 4 alternating pairs each), at a CV AUC of 0.83319 vs 0.83321
-  and 190 vs 188 rounds for the best trial;
+- the validation AUC is read every `eval_every` rounds (patience // 10: at least ten readings within the
+  patience window; 1 to 5 rounds), not after every round; a stop comes at the first reading ``patience`` or
+  more rounds after the best one (up to ``every`` - 1 rounds late when ``every`` does not divide it). Each
+  reading is LightGBM's sort of the validation rows, ~0.3 ms at 4,000 rows right after a boosting round: read
+  every round it was 8% of the tuner's CPU on the 20k-row partition (1.55-1.66 s of ~19 s). Reading on the
+  grid cut the tuner's ratio to its floor from 1.17-1.18 to 1.08-1.10 (benchmarks/tuning.py, 4 alternating
+  pairs each), at a CV AUC of 0.83319 vs 0.83321 and 190 vs 188 rounds for the best trial;
 - a trial that cannot catch up stops early: when even a linear extrapolation of its recent gain (an upper
   bound, since AUC curves flatten) cannot reach the best CV AUC so far, its best value is final;
 - successive halving over folds: once there is a leader, a trial trains half the folds first and stops
@@ -42,18 +43,19 @@ from biodiv_core.errors import DataContractError
 from biodiv_core.training.model import as_lgb_frame, train_params
 
 # Rounds each fold trains between synchronisations when folds run in parallel threads; the stop decision
-# is taken per reading on the recorded history, so this only bounds the few extra rounds trained.
+# is taken per reading on the recorded history, so this only bounds the few extra rounds trained (they are
+# recorded too, and `rounds_trained` counts them).
 _PARALLEL_CHUNK = 8
 
 
 @dataclass(frozen=True)
 class CVOutcome:
-    auc: float  # mean validation AUC over folds at the best round
+    auc: float  # mean validation AUC over folds at the best reading
     auc_std: float
     best_rounds: int  # 1-based number of rounds at the best mean AUC
     rounds_trained: int  # rounds each trained fold actually trained
     pruned: bool
-    fold_aucs: tuple[float, ...] = ()  # AUC of each trained fold at the best round
+    fold_aucs: tuple[float, ...] = ()  # AUC of each trained fold at the best reading
     folds_trained: int = 0  # fewer than the folds when the trial stopped after the first rung
     # The out-of-fold probabilities at the best round, when asked for: computed on call, so a tuner predicts only
     # with its final leader's boosters (they stay referenced until then), not with every leader's along the way.
@@ -113,7 +115,7 @@ def _quiet_thread() -> None:
 
 
 def eval_every(patience: int) -> int:
-    """Rounds between two readings of the validation AUC: ten readings within the patience window."""
+    """Rounds between two readings of the validation AUC: at least ten readings within the patience window."""
     return max(1, patience // 10)
 
 
@@ -133,7 +135,7 @@ class Readings:
 
     def steps(self, start: int, count: int) -> list[int]:
         """Rounds to train before each of the readings ``start`` .. ``start + count - 1``."""
-        return [self.rounds(i) - (self.rounds(i - 1) if i else 0) for i in range(start, start + count)]
+        return [self.rounds(i) - self.rounds(i - 1) for i in range(start, start + count)]  # rounds(-1) is 0
 
 
 def _train_chunk(booster, steps: list[int]) -> np.ndarray:
@@ -190,10 +192,14 @@ def _train_until(
         if reason := judge(i):
             return best, reason
     while len(history) < len(readings):
-        results = _advance(boosters, readings.steps(len(history), min(chunk, len(readings) - len(history))), pool)
-        for j in range(len(results[0])):
-            history.append(np.array([r[j] for r in results]))
-            if reason := judge(len(history) - 1):
+        start = len(history)
+        results = _advance(boosters, readings.steps(start, min(chunk, len(readings) - start)), pool)
+        # Every reading the boosters trained goes into the history, also those after a stop inside the chunk: a
+        # first rung's folds are then exactly as far as their history says, and the promoted folds catch up to
+        # the same round (else later readings mixed AUCs of different rounds and threads changed results).
+        history.extend(np.array([r[j] for r in results]) for j in range(len(results[0])))
+        for i in range(start, len(history)):
+            if reason := judge(i):
                 return best, reason
     return best, None
 
@@ -230,7 +236,10 @@ def cross_validate(
     fold_params = train_params({**params, "metric": "auc"}, lgb_threads)
     if patience is None:
         patience = default_patience(fold_params.get("learning_rate", 0.1))
-    readings = Readings(every or eval_every(patience), max_rounds)
+    every = eval_every(patience) if every is None else every
+    if patience < 1 or every < 1 or max_rounds < 1:
+        raise ValueError(f"patience={patience}, every={every} and max_rounds={max_rounds} must all be >= 1.")
+    readings = Readings(every, max_rounds)
 
     def fold_booster(train_set, valid_set):
         booster = lgb.Booster(fold_params, train_set)

@@ -108,13 +108,47 @@ def test_early_stopping_and_pruning_train_fewer_rounds(config, data):
     strided = cross_validate(params, fold_data, 300, patience=30, prune=False)
     assert strided.best_rounds % 3 == 0 and strided.rounds_trained == strided.best_rounds + 30 < 300
     threaded = cross_validate(params, fold_data, 300, patience=30, prune=False, num_threads=2)
-    assert (threaded.auc, threaded.best_rounds, threaded.rounds_trained) == (
+    assert (threaded.auc, threaded.best_rounds, threaded.fold_aucs) == (
         strided.auc,
         strided.best_rounds,
-        strided.rounds_trained,
+        strided.fold_aucs,
     )
+    assert threaded.rounds_trained >= strided.rounds_trained  # a chunk may train past the stop: counted
     pruned = cross_validate(params, fold_data, 300, patience=30, incumbent=0.9999, prune=True)
     assert pruned.pruned and pruned.rounds_trained % 3 == 0 and pruned.rounds_trained <= strided.rounds_trained
+
+
+@pytest.mark.parametrize(("learning_rate", "num_leaves", "patience"), [(0.2, 4, 10), (0.5, 31, 10), (0.5, 4, 30)])
+def test_threads_give_the_same_outcome_when_the_first_folds_are_promoted(
+    config, data, learning_rate, num_leaves, patience
+):
+    """The first rung's folds stop inside a thread chunk, then the others catch up: every later reading must
+    still be the AUC of all folds at one round (these three mixed rounds once, and 2 threads changed them)."""
+    x, y = data
+    fold_data = FoldData(x.drop(columns="cover"), y, stratified_folds(y, 4, seed=0), config.binning_params())
+    params = {"objective": "binary", "learning_rate": learning_rate, "num_leaves": num_leaves}
+    params |= {"seed": 0, "deterministic": True}
+    promoted = {"incumbent": 0.5, "incumbent_folds": (0.5,) * 4, "patience": patience, "oof_if_leading": True}
+    serial = cross_validate(params, fold_data, 300, **promoted)
+    threaded = cross_validate(params, fold_data, 300, num_threads=2, **promoted)
+    assert serial.folds_trained == 4 and not serial.pruned
+    outcome = ("auc", "auc_std", "best_rounds", "fold_aucs", "folds_trained", "pruned")
+    assert [getattr(threaded, k) for k in outcome] == [getattr(serial, k) for k in outcome]
+    assert threaded.rounds_trained >= serial.rounds_trained  # a chunk may train past the stop: counted
+    np.testing.assert_allclose(threaded.oof(), serial.oof())  # both predict at the best reading
+
+
+def test_readings_fall_on_a_grid_of_every_rounds_and_on_the_last_round(config, data):
+    from biodiv_core.training.cross_validation import Readings
+
+    readings = Readings(every=4, max_rounds=10)
+    assert len(readings) == 3 and [readings.rounds(i) for i in range(3)] == [4, 8, 10]
+    assert readings.steps(0, 3) == [4, 4, 2] and readings.steps(1, 2) == [4, 2]
+    assert len(Readings(every=5, max_rounds=3)) == 1 and Readings(every=5, max_rounds=3).steps(0, 1) == [3]
+    x, y = data
+    fold_data = FoldData(x, y, stratified_folds(y, 3, seed=0), config.binning_params())
+    with pytest.raises(ValueError, match="every=0"):
+        cross_validate({"objective": "binary"}, fold_data, 10, patience=10, every=0)
 
 
 def test_too_few_rows_of_a_class_for_the_folds(config, data):
