@@ -6,7 +6,7 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import roc_auc_score
 
 from biodiv_core.errors import DataContractError
-from biodiv_core.training.cross_validation import FoldData, cross_validate, stratified_folds
+from biodiv_core.training.cross_validation import FoldData, Readings, cross_validate, stratified_folds
 from biodiv_core.training.model import fit_model, predict_proba
 from biodiv_core.training.params import parse_params
 from biodiv_core.training.tuning import tune
@@ -139,8 +139,6 @@ def test_threads_give_the_same_outcome_when_the_first_folds_are_promoted(
 
 
 def test_readings_fall_on_a_grid_of_every_rounds_and_on_the_last_round(config, data):
-    from biodiv_core.training.cross_validation import Readings
-
     readings = Readings(every=4, max_rounds=10)
     assert len(readings) == 3 and [readings.rounds(i) for i in range(3)] == [4, 8, 10]
     assert readings.steps(0, 3) == [4, 4, 2] and readings.steps(1, 2) == [4, 2]
