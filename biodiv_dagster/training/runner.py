@@ -97,7 +97,7 @@ def import_in_background(names=AFTER_TRAINING_IMPORTS) -> threading.Thread:
 
 
 def background_imports_done() -> None:
-    """Wait for the background import, before this thread imports the same libraries (registration, maps): two
+    """Wait for the background import, before this thread imports the same libraries (`_execute`, a retraction): two
     threads importing one package at once is what `IMPORTED_BEFORE_THE_THREAD` avoids for the instance. It has
     usually finished long before, while the training run worked."""
     if _importing:
@@ -205,7 +205,6 @@ def map_new_deployments(
 
 def _run_requests(instance, job: str, requests_after, after_storage_id, partitions, quiet: bool) -> list[str]:
     """Execute in process every run a sensor (``requests_after(instance, cursor)``) would request."""
-    background_imports_done()
     cursor = str(after_storage_id) if after_storage_id is not None else None
     run_ids = []
     while True:
@@ -224,6 +223,9 @@ def _run_requests(instance, job: str, requests_after, after_storage_id, partitio
 
 
 def _execute(instance: dg.DagsterInstance, job: str, request: dg.RunRequest, quiet: bool) -> str:
+    """Execute one requested run (registration, map) in process: its assets import MLflow, LightGBM and rasterio,
+    so the background import is waited for first (and the retraction below imports MLflow too)."""
+    background_imports_done()
     result = (
         _defs()
         .resolve_job_def(job)
@@ -245,7 +247,6 @@ def register_model(instance: dg.DagsterInstance, record: dg.EventLogRecord, quie
     """Register (and gate, deploy) exactly the model of the deployable_model event ``record``; its run id."""
     from biodiv_dagster.deployment.sensor import registration_request
 
-    background_imports_done()
     run = instance.get_run_by_id(record.run_id) if record.run_id else None
     return _register(instance, registration_request(record, run), quiet)
 
